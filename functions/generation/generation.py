@@ -1,0 +1,141 @@
+"""The generation Lambda: ``POST /image/generate`` (API Gateway HTTP API, payload 2.0) and
+direct ``lambda:Invoke`` from other services. Parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+
+from image_common.envelope import error_envelope, success_envelope
+from image_common.errors import (
+    ImageServiceError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
+from image_common.settings import get_settings
+from image_service.models import parse_request
+from image_service.service import Caller, ImageService
+from image_service.storage import ImageStore
+from image_service.tool import ImageGenerationService
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+settings = get_settings()  # a misconfigured function fails here, at cold start
+
+
+@cache
+def image_service() -> ImageService:
+    return ImageService(settings, ImageStore(settings))
+
+
+# --- HTTP routes -----------------------------------------------------------------------------
+
+
+@app.post("/image/generate")
+def generate() -> Response:
+    request = parse_request(_json_body())
+    data = image_service().generate(
+        request,
+        caller=caller_from_authorizer(app.current_event.raw_event),
+        timeout_seconds=settings.provider_timeout_seconds,
+    )
+    _count_images(data)
+    return _json(200, success_envelope(data))
+
+
+@app.get("/health")
+def health() -> Response:
+    return _json(200, success_envelope({"status": "ok"}))
+
+
+@app.exception_handler(ImageServiceError)
+def service_error(error: ImageServiceError) -> Response:
+    logger.info("request failed", extra={"error_type": error.type, "status": error.status})
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return _json(error.status, error_envelope(error), headers=headers)
+
+
+@app.exception_handler(Exception)
+def unexpected_error(error: Exception) -> Response:
+    # The type only: a message or traceback could carry a key, a token or a prompt.
+    logger.error("unexpected error", extra={"error_class": type(error).__name__})
+    return _json(500, error_envelope(InternalError()))
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    return _json(404, error_envelope(NotFound("No such route.")))
+
+
+def caller_from_authorizer(event: dict[str, Any]) -> Caller:
+    """The authorizer's context (simple response) as a ``Caller``."""
+    context = (event.get("requestContext") or {}).get("authorizer", {}).get("lambda") or {}
+    customer = str(context.get("customer_id", ""))
+    if not customer.isdigit():
+        # Only reachable if the route was deployed without the authorizer: refuse, loudly.
+        from image_common.errors import Unauthorized
+
+        raise Unauthorized("Missing or invalid token.")
+    return Caller(
+        customer_id=int(customer),
+        subject=str(context.get("sub") or "") or None,
+        scopes=frozenset(str(context.get("scopes") or "").split()),
+    )
+
+
+def _json_body() -> Any:
+    event = app.current_event
+    body = event.decoded_body if event.is_base64_encoded else event.body
+    if not body:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("The request body is over the 10 MB limit.")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+
+
+def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers=headers,
+    )
+
+
+def _count_images(data: dict[str, Any]) -> None:
+    metrics.add_dimension(name="provider", value=data["provider"])
+    metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(data.get("images") or [1]))
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def is_http_event(event: Any) -> bool:
+    return isinstance(event, dict) and "http" in (event.get("requestContext") or {})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if is_http_event(event):
+        return app.resolve(event, context)
+    # Direct lambda:Invoke (an agent's tool executor): trusted, no 30 s limit, tool-shaped result.
+    tool = ImageGenerationService(image_service())
+    result = tool.generate_image(event, timeout_seconds=settings.invoke_provider_timeout_seconds)
+    if result["success"]:
+        _count_images(result)
+    return result

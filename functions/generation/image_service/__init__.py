@@ -1,0 +1,1 @@
+"""The generation function's domain: request models, model registry, providers, storage, service."""

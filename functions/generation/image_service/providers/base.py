@@ -1,0 +1,129 @@
+"""The one interface every provider adapter implements, and the types it speaks.
+
+An adapter takes a normalised ``ProviderRequest`` (settings already mapped to what the model
+supports, see ``normalize.py``) and returns image bytes, what it actually sent, warnings and
+cost. It knows nothing of S3, of this API's status codes, or of the other providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from image_service.images import ImageBytes
+from image_service.registry import ModelSpec
+
+WarningType = Literal["unsupported-setting", "adjusted-setting", "model-retired", "other"]
+
+
+@dataclass(frozen=True)
+class SettingWarning:
+    """A setting that was adjusted, mapped or ignored for this provider — never a silent drop."""
+
+    type: WarningType
+    setting: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "setting": self.setting, "message": self.message}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The service's settings vocabulary, already fitted to one model's capabilities."""
+
+    n: int = 1
+    width: int | None = None  # set when the model takes pixel sizes
+    height: int | None = None
+    aspect_ratio: str | None = None  # set when the model takes a ratio
+    resolution: str | None = None  # size tier sent beside a ratio (Gemini, xAI)
+    quality: str | None = None
+    output_format: str | None = None
+    seed: int | None = None
+    negative_prompt: str | None = None
+    style_preset: str | None = None
+
+    @property
+    def size(self) -> str | None:
+        return f"{self.width}x{self.height}" if self.width and self.height else None
+
+    def reported(self) -> dict[str, Any]:
+        """What was sent, in the service's vocabulary (the answer's ``settings``)."""
+        values = {
+            "width": self.width,
+            "height": self.height,
+            "aspect_ratio": self.aspect_ratio,
+            "resolution": self.resolution,
+            "quality": self.quality,
+            "output_format": self.output_format,
+            "seed": self.seed,
+            "negative_prompt": self.negative_prompt,
+            "style_preset": self.style_preset,
+        }
+        return {k: v for k, v in values.items() if v is not None} | {"n": self.n}
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    prompt: str
+    model: ModelSpec
+    settings: GenerationSettings
+    input_images: tuple[ImageBytes, ...] = ()
+    mask: ImageBytes | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 25.0
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    image: ImageBytes
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+@dataclass
+class ProviderResult:
+    images: list[GeneratedImage]
+    sent: dict[str, Any]  # the provider's own field names and values (for logs and debugging)
+    warnings: list[SettingWarning] = field(default_factory=list)
+    cost_usd: float | None = None  # from the provider's own usage or cost fields, when given
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    def generate(self, request: ProviderRequest) -> ProviderResult:
+        """Generate ``request.settings.n`` images (at most the model's images per call)."""
+        ...
+
+
+def merge_provider_options(
+    body: dict[str, Any], options: Mapping[str, Any], *, reserved: frozenset[str]
+) -> list[SettingWarning]:
+    """Pass provider-only parameters through, except those the service itself controls."""
+    warnings = []
+    for key, value in options.items():
+        if key in reserved:
+            warnings.append(
+                SettingWarning(
+                    "unsupported-setting",
+                    f"provider_options.{key}",
+                    f"'{key}' is set by the service from the request; the provider option "
+                    "was ignored.",
+                )
+            )
+        else:
+            body[key] = value
+    return warnings
+
+
+def provider_image(data: bytes, provider: str) -> ImageBytes:
+    """Image bytes a provider returned; anything but PNG/JPEG/WebP is the provider's fault."""
+    from image_common.errors import ProviderError
+    from image_service.images import sniff_mime
+
+    mime = sniff_mime(data)
+    if mime is None:
+        raise ProviderError(f"The {provider} provider returned data that is not an image.")
+    return ImageBytes(data, mime)

@@ -1,0 +1,176 @@
+"""OpenAI Images API: gpt-image-* and the DALL·E paths (``response_format``, ``style``).
+
+``POST /images/generations`` (JSON) for text-to-image, ``POST /images/edits`` (multipart, repeated
+``image[]``, optional ``mask``) for image-to-image. gpt-image always answers ``b64_json`` and
+rejects ``response_format``; DALL·E is asked for ``b64_json`` so no second download is needed,
+and a ``url`` answer is still handled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from image_common.credentials import provider_endpoint
+from image_common.errors import InvalidImage, ProviderError
+from image_service.http import (
+    get_http_client,
+    json_or_error,
+    provider_call,
+    raise_for_provider_status,
+    request_timeout,
+)
+from image_service.images import ImageBytes
+from image_service.providers.base import (
+    GeneratedImage,
+    ProviderRequest,
+    ProviderResult,
+    merge_provider_options,
+    provider_image,
+)
+
+NAME = "openai"
+MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
+MAX_MASK_BYTES = 4 * 1024 * 1024
+RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
+_RESERVED = frozenset(
+    {"model", "prompt", "n", "size", "quality", "output_format", "response_format", "style",
+     "image", "image[]", "mask"}
+)  # fmt: skip
+
+
+class OpenAIProvider:
+    name = NAME
+
+    def generate(self, request: ProviderRequest) -> ProviderResult:
+        endpoint = provider_endpoint(NAME)
+        body, warnings = self._body(request)
+        headers = {"authorization": f"Bearer {endpoint.api_key}"}
+        client = get_http_client()
+        with provider_call(NAME):
+            if request.input_images:
+                response = client.post(
+                    f"{endpoint.base_url}/images/edits",
+                    data={k: _form_value(v) for k, v in body.items()},
+                    files=self._files(request),
+                    headers=headers,
+                    timeout=request_timeout(request.timeout_seconds),
+                )
+            else:
+                response = client.post(
+                    f"{endpoint.base_url}/images/generations",
+                    json=body,
+                    headers=headers,
+                    timeout=request_timeout(request.timeout_seconds),
+                )
+            _raise_for_error(response)
+            answer = json_or_error(NAME, response)
+            images = [_image(item) for item in answer.get("data") or []]
+        if not images:
+            raise ProviderError("The openai provider returned no image.")
+        return ProviderResult(
+            images=images,
+            sent={k: v for k, v in body.items() if k != "prompt"},
+            warnings=warnings,
+            cost_usd=_usage_cost(answer.get("usage"), request),
+        )
+
+    def _body(self, request: ProviderRequest) -> tuple[dict[str, Any], list]:
+        settings, model = request.settings, request.model
+        body: dict[str, Any] = {"model": model.id, "prompt": request.prompt, "n": settings.n}
+        if settings.size:
+            body["size"] = settings.size
+        if settings.quality:
+            body["quality"] = settings.quality
+        if model.api == "dall-e":
+            body["response_format"] = "b64_json"
+            if settings.style_preset:
+                body["style"] = settings.style_preset
+        elif settings.output_format:
+            body["output_format"] = settings.output_format
+        warnings = merge_provider_options(body, request.provider_options, reserved=_RESERVED)
+        return body, warnings
+
+    def _files(self, request: ProviderRequest) -> list[tuple[str, tuple[str, bytes, str]]]:
+        # gpt-image takes several images as repeated image[]; DALL·E 2 takes one "image".
+        field = "image[]" if request.model.api == "gpt-image" else "image"
+        files = [
+            (field, (f"image-{i}.{img.extension}", img.data, img.mime_type))
+            for i, img in enumerate(request.input_images)
+        ]
+        if request.mask is not None:
+            files.append(("mask", ("mask.png", _checked_mask(request.mask), "image/png")))
+        return files
+
+
+def _checked_mask(mask: ImageBytes) -> bytes:
+    if mask.mime_type != "image/png":
+        raise InvalidImage("The mask must be a PNG with an alpha channel.")
+    if len(mask.data) >= MAX_MASK_BYTES:
+        raise InvalidImage("The mask must be smaller than 4 MB.")
+    return mask.data
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _raise_for_error(response) -> None:
+    if response.status_code < 400:
+        return
+    error: dict[str, Any] = {}
+    try:
+        body = response.json()
+        error = body.get("error") or {} if isinstance(body, dict) else {}
+    except ValueError:
+        pass
+    message = str(error.get("message") or "")
+    moderated = error.get("code") in MODERATION_CODES
+    raise_for_provider_status(NAME, response, message, moderated=moderated)
+
+
+def _image(item: Any) -> GeneratedImage:
+    if not isinstance(item, dict):
+        raise ProviderError("The openai provider sent an unexpected answer.")
+    if item.get("b64_json"):
+        try:
+            data = base64.b64decode(item["b64_json"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ProviderError("The openai provider sent an image that is not base64.") from None
+    elif item.get("url"):
+        data = _download_result(item["url"])
+    else:
+        raise ProviderError("The openai provider returned an item without an image.")
+    return GeneratedImage(image=provider_image(data, NAME), revised_prompt=item.get("revised_prompt"))
+
+
+def _download_result(url: str) -> bytes:
+    from image_common.settings import get_settings
+    from image_service.http import download
+
+    return download(
+        url,
+        max_bytes=RESULT_DOWNLOAD_LIMIT,
+        allow_private=get_settings().allow_private_urls,
+        what="provider's image",
+        error=ProviderError,
+    )
+
+
+def _usage_cost(usage: Any, request: ProviderRequest) -> float | None:
+    """Image output tokens × the model's token price, when both are known."""
+    rate = request.model.pricing.output_token_usd_per_million
+    if not isinstance(usage, dict) or rate is None:
+        return None
+    tokens = usage.get("output_tokens")
+    if not isinstance(tokens, int):
+        return None
+    return round(tokens * rate / 1_000_000, 6)
+
+
+def create_provider() -> OpenAIProvider:
+    return OpenAIProvider()

@@ -1,0 +1,264 @@
+"""``ImageService``: validate, resolve the model, generate, store, answer.
+
+The one place where a request becomes images. It knows the registry, the provider interface
+and storage; it knows nothing of API Gateway, Lambda events or HTTP status codes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from image_common.errors import Forbidden
+from image_common.settings import ServiceSettings
+from image_service.inputs import load_input_image
+from image_service.models import ImageGenerationRequest
+from image_service.normalize import normalize_settings
+from image_service.providers import get_image_provider
+from image_service.providers.base import (
+    GeneratedImage,
+    ImageProvider,
+    ProviderRequest,
+    ProviderResult,
+    SettingWarning,
+)
+from image_service.registry import ModelSpec, ResolvedModel, resolve_model
+from image_service.storage import ImageStore, prompt_hash
+
+logger = Logger(child=True)
+MAX_PARALLEL_CALLS = 4
+_DATA_URL_OVERHEAD = 64  # "data:image/webp;base64," and JSON quoting, per image
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking. ``None`` customer means a trusted direct invoke (IAM guards it)."""
+
+    customer_id: int | None = None
+    subject: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def trusted(cls) -> Caller:
+        return cls()
+
+    @property
+    def is_trusted(self) -> bool:
+        return self.customer_id is None
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """A request resolved and fitted to its model, ready for a provider (or a Flux job)."""
+
+    request: ImageGenerationRequest
+    model: ModelSpec
+    provider_request: ProviderRequest
+    warnings: list[SettingWarning]
+
+
+class ImageService:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        store: ImageStore,
+        provider_for: Callable[[str], ImageProvider] = get_image_provider,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider_for = provider_for
+
+    # --- the steps -----------------------------------------------------------------------
+
+    def authorize(self, request: ImageGenerationRequest, caller: Caller) -> None:
+        if caller.is_trusted or caller.customer_id == request.customer_id:
+            return
+        if self.settings.admin_scope in caller.scopes:
+            return
+        raise Forbidden("The token does not allow acting for this customer_id.")
+
+    def prepare(
+        self, request: ImageGenerationRequest, *, timeout_seconds: float
+    ) -> PreparedGeneration:
+        resolved = resolve_model(
+            request.image.model, enabled_retired=self.settings.retired_models_enabled
+        )
+        settings, warnings = normalize_settings(request.prompt, request.image, resolved.spec)
+        warnings = _retirement_warnings(resolved) + warnings
+        image = request.image
+        inputs = tuple(
+            load_input_image(
+                ref,
+                customer_id=request.customer_id,
+                store=self.store,
+                settings=self.settings,
+                what=f"input image {i + 1}",
+            )
+            for i, ref in enumerate(image.input_images)
+        )
+        mask = (
+            load_input_image(
+                image.mask,
+                customer_id=request.customer_id,
+                store=self.store,
+                settings=self.settings,
+                what="mask",
+            )
+            if image.mask
+            else None
+        )
+        provider_request = ProviderRequest(
+            prompt=request.prompt,
+            model=resolved.spec,
+            settings=settings,
+            input_images=inputs,
+            mask=mask,
+            provider_options=image.provider_options,
+            timeout_seconds=timeout_seconds,
+        )
+        return PreparedGeneration(request, resolved.spec, provider_request, warnings)
+
+    def generate(
+        self, request: ImageGenerationRequest, *, caller: Caller, timeout_seconds: float
+    ) -> dict[str, Any]:
+        """Synchronous generation: the answer's ``data``."""
+        self.authorize(request, caller)
+        prepared = self.prepare(request, timeout_seconds=timeout_seconds)
+        started = time.monotonic()
+        result = self.run_provider(prepared.provider_request)
+        logger.info(
+            "images generated",
+            extra={
+                "provider": prepared.model.provider,
+                "model": prepared.model.id,
+                "images": len(result.images),
+                "provider_ms": round((time.monotonic() - started) * 1000),
+                "customer_id": request.customer_id,
+            },
+        )
+        return self.deliver(prepared, result)
+
+    def run_provider(self, provider_request: ProviderRequest) -> ProviderResult:
+        """Call the provider, in parallel batches of at most the model's images per call."""
+        provider = self.provider_for(provider_request.model.provider)
+        batches = _batches(provider_request)
+        if len(batches) == 1:
+            return provider.generate(batches[0])
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, len(batches))) as pool:
+            results = list(pool.map(provider.generate, batches))
+        costs = [r.cost_usd for r in results]
+        return ProviderResult(
+            images=[image for r in results for image in r.images],
+            sent=results[0].sent | {"calls": len(results)},
+            warnings=_unique([w for r in results for w in r.warnings]),
+            cost_usd=None if None in costs else round(sum(costs), 6),
+        )
+
+    def deliver(self, prepared: PreparedGeneration, result: ProviderResult) -> dict[str, Any]:
+        """Store the images (or inline them) and shape the answer's ``data``."""
+        request, model = prepared.request, prepared.model
+        warnings = _unique(prepared.warnings + result.warnings)
+        store = request.save_to_db
+        if not store and _inline_size(result.images) > self.settings.max_response_bytes:
+            store = True
+            warnings.append(
+                SettingWarning(
+                    "adjusted-setting",
+                    "save_to_db",
+                    "The image is too large to return inline (Lambda's 6 MB response limit); "
+                    "it was stored and a URL returned instead.",
+                )
+            )
+        metadata = {
+            "provider": model.provider,
+            "model": model.id,
+            "prompt-sha256": prompt_hash(request.prompt),
+            "customer-id": str(request.customer_id),
+        }
+        images = [self._deliver_one(request, item, metadata, store) for item in result.images]
+        settings = prepared.provider_request.settings
+        data: dict[str, Any] = {
+            "image_url": images[0]["image_url"],
+            "provider": model.provider,
+            "model": model.id,
+            "settings": settings.reported(),
+            "warnings": [w.to_dict() for w in warnings],
+            "cost_usd": _cost(result, model, settings, len(images)),
+        }
+        if "image_key" in images[0]:
+            data["image_key"] = images[0]["image_key"]
+        data["content_type"] = result.images[0].image.mime_type
+        if result.images[0].revised_prompt:
+            data["revised_prompt"] = result.images[0].revised_prompt
+        if result.images[0].seed is not None:
+            data["seed"] = result.images[0].seed
+        if len(images) > 1:
+            data["images"] = images
+        return data
+
+    def _deliver_one(self, request, item: GeneratedImage, metadata, store: bool) -> dict:
+        answer: dict[str, Any]
+        if store:
+            stored = self.store.store_image(request.customer_id, item.image, metadata=metadata)
+            answer = {"image_url": stored.url, "image_key": stored.key}
+        else:
+            answer = {"image_url": item.image.to_data_url()}
+        answer["content_type"] = item.image.mime_type
+        if item.revised_prompt:
+            answer["revised_prompt"] = item.revised_prompt
+        if item.seed is not None:
+            answer["seed"] = item.seed
+        return answer
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
+    if resolved.retired is None:
+        return []
+    note = resolved.retired.retired_note or f"{resolved.retired.id} is retired"
+    return [
+        SettingWarning(
+            "model-retired",
+            "model",
+            f"{note}; the request was served by its successor, {resolved.spec.id}.",
+        )
+    ]
+
+
+def _batches(request: ProviderRequest) -> list[ProviderRequest]:
+    n = request.settings.n
+    per_call = request.model.capabilities.max_images_per_call
+    if n <= per_call:
+        return [request]
+    batches = []
+    for index, start in enumerate(range(0, n, per_call)):
+        size = min(per_call, n - start)
+        seed = request.settings.seed
+        # The same seed on every call would return the same image n times.
+        settings = replace(request.settings, n=size, seed=None if seed is None else seed + index)
+        batches.append(replace(request, settings=settings))
+    return batches
+
+
+def _unique(warnings: list[SettingWarning]) -> list[SettingWarning]:
+    return list(dict.fromkeys(warnings))
+
+
+def _inline_size(images: list[GeneratedImage]) -> int:
+    return sum(math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images)
+
+
+def _cost(result: ProviderResult, model: ModelSpec, settings, count: int) -> float | None:
+    """The provider's own figure when it gives one, else the registry's price, else None."""
+    if result.cost_usd is not None:
+        return result.cost_usd
+    price = model.pricing.per_image(quality=settings.quality or "auto", size=settings.size)
+    return None if price is None else round(price * count, 6)

@@ -1,0 +1,129 @@
+"""S3: images under ``customers/{id}/assets/image/{uuid}.{ext}``, job records, and URLs for them.
+
+The bucket is private. A stored key is turned into a URL on demand: a presigned GET, or a stable
+CloudFront URL (origin access control) — chosen per stage by ``IMAGE_URL_MODE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from image_common.errors import InvalidImage, PayloadTooLarge, StorageError
+from image_common.settings import ServiceSettings
+from image_service.images import ImageBytes, image_from_bytes
+
+_ASSET_KEY = re.compile(r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$")
+
+
+@cache
+def get_s3_client():
+    """One client per container. ``AWS_ENDPOINT_URL_S3`` (boto3's own) points it elsewhere."""
+    import boto3  # imported on first storage use, not at cold start of every request path
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        config=Config(
+            signature_version="s3v4",
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
+
+
+def image_key(customer_id: int, extension: str) -> str:
+    return f"customers/{customer_id}/assets/image/{uuid.uuid4()}.{extension}"
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    key: str
+    url: str
+
+
+class ImageStore:
+    def __init__(self, settings: ServiceSettings, client=None) -> None:
+        self._settings = settings
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = get_s3_client()
+        return self._client
+
+    @property
+    def bucket(self) -> str:
+        return self._settings.image_bucket
+
+    def store_image(
+        self, customer_id: int, image: ImageBytes, *, metadata: dict[str, str]
+    ) -> StoredImage:
+        key = image_key(customer_id, image.extension)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=image.data,
+                ContentType=image.mime_type,
+                Metadata=metadata,
+            )
+        except Exception:  # botocore's errors; the caller sees a 502, never the AWS detail
+            raise StorageError("The image could not be stored.") from None
+        return StoredImage(key=key, url=self.url_for(key))
+
+    def url_for(self, key: str) -> str:
+        if self._settings.image_url_mode == "cloudfront":
+            return f"https://{self._settings.image_cdn_domain}/{key}"
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=self._settings.presign_expires_seconds,
+        )
+
+    def read_asset(self, customer_id: int, key: str, *, max_bytes: int) -> ImageBytes:
+        """One of the caller's own stored images, used as an input image."""
+        match = _ASSET_KEY.match(key)
+        if not match or int(match["customer"]) != customer_id:
+            raise InvalidImage("An input image key must name one of your own stored images.")
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            raise InvalidImage("An input image key names no stored image.") from None
+        except Exception:
+            raise StorageError("A stored input image could not be read.") from None
+        if obj["ContentLength"] > max_bytes:
+            obj["Body"].close()
+            raise PayloadTooLarge("A stored input image is over the size limit.")
+        return image_from_bytes(obj["Body"].read(), what="stored input image")
+
+    def put_json(self, key: str, document: dict[str, Any]) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=json.dumps(document, separators=(",", ":")).encode("utf-8"),
+                ContentType="application/json",
+            )
+        except Exception:
+            raise StorageError("A job record could not be written.") from None
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except Exception:
+            raise StorageError("A job record could not be read.") from None
+        return json.loads(obj["Body"].read())

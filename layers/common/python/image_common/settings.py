@@ -1,0 +1,68 @@
+"""The generation function's configuration: environment variables read once, typed, validated.
+
+A misconfigured function fails on its first start with a message naming the variable, not on
+the hundredth request. Provider keys are not read here: they come from the environment or, in
+AWS, from one Secrets Manager secret fetched once per container on first use (``credentials``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    image_bucket: str = Field(min_length=3, description="Bucket for images and job records.")
+    image_url_mode: Literal["presigned", "cloudfront"] = "presigned"
+    image_cdn_domain: str | None = None
+    presign_expires_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    provider_secrets_arn: str | None = None  # JSON secret {"OPENAI_API_KEY": …, …}
+    provider_timeout_seconds: float = Field(default=25.0, gt=0, le=900)  # HTTP path: < 30 s
+    invoke_provider_timeout_seconds: float = Field(default=110.0, gt=0, le=900)
+    admin_scope: str = "images:admin"
+
+    max_input_image_bytes: int = Field(default=10 * MiB, gt=0)
+    # Lambda's synchronous response limit is 6 MB; keep room for the envelope and headers.
+    max_response_bytes: int = Field(default=6 * 1000 * 1000 - 64 * 1024, gt=0)
+    # Local stack and tests only: let URL fetches reach loopback/private addresses over http.
+    allow_private_urls: bool = False
+    # Retired models this deployment's provider accounts still serve (comma list).
+    enabled_retired_models: str = ""
+
+    flux_state_machine_arn: str | None = None
+    job_budget_seconds: int = Field(default=60, gt=0, le=900)
+    job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _cdn_needs_domain(self) -> ServiceSettings:
+        if self.image_url_mode == "cloudfront" and not self.image_cdn_domain:
+            raise ValueError("IMAGE_CDN_DOMAIN is required when IMAGE_URL_MODE=cloudfront")
+        return self
+
+    @property
+    def retired_models_enabled(self) -> frozenset[str]:
+        return frozenset(m.strip().lower() for m in self.enabled_retired_models.split(",") if m)
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at cold start; the message names the variables at fault."""
+
+
+@cache
+def get_settings() -> ServiceSettings:
+    try:
+        return ServiceSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'_'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid configuration: {problems}") from None

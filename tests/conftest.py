@@ -1,0 +1,145 @@
+"""Shared fixtures: a test environment set before any function code is imported, moto S3,
+provider emulators behind the real httpx client, and API Gateway v2 event builders."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+# Function code reads its settings at import (cold start): set them before anything imports it.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "IMAGE_BUCKET": "test-images",
+        "POWERTOOLS_SERVICE_NAME": "image-generation",
+        "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "ALLOW_PRIVATE_URLS": "true",
+    }
+)
+for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from image_common.credentials import PROVIDER_ENDPOINTS  # noqa: E402
+from image_common.settings import get_settings  # noqa: E402
+from image_service import http as service_http  # noqa: E402
+from image_service import storage  # noqa: E402
+from image_service.service import ImageService  # noqa: E402
+from image_service.storage import ImageStore  # noqa: E402
+from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+
+TEST_BUCKET = "test-images"
+PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
+
+
+@pytest.fixture
+def s3():
+    """moto S3 with the image bucket; the service's cached client is rebuilt inside the mock."""
+    with mock_aws():
+        storage.get_s3_client.cache_clear()
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=TEST_BUCKET)
+        yield client
+        storage.get_s3_client.cache_clear()
+
+
+@pytest.fixture
+def emulators(monkeypatch):
+    """Every provider emulator, reached through the service's real httpx client."""
+    started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
+    for provider, (prefix, _) in EMULATORS.items():
+        monkeypatch.setenv(f"{prefix}_BASE_URL", in_process_base_url(provider))
+        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+    service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
+    yield started
+    service_http.set_http_client(None)
+
+
+@pytest.fixture
+def settings():
+    return get_settings()
+
+
+@pytest.fixture
+def image_service(s3, emulators, settings) -> ImageService:
+    return ImageService(settings, ImageStore(settings))
+
+
+def request_body(prompt: str = "A serene mountain landscape at sunset", **image: Any) -> dict:
+    return {
+        "prompt": prompt,
+        "settings": {"image": image},
+        "customer_id": image.pop("customer_id", 123),
+        "save_to_db": image.pop("save_to_db", True),
+    }
+
+
+def http_event(
+    method: str = "POST",
+    path: str = "/image/generate",
+    body: Any = None,
+    *,
+    customer_id: int | None = 123,
+    scopes: str = "",
+    raw_body: str | None = None,
+    base64_body: bool = False,
+) -> dict:
+    """An API Gateway HTTP API (payload format 2.0) event, authorizer context included."""
+    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "authorization": "Bearer x.y.z"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "domainName": "api.example.test",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "pytest",
+            },
+            "requestId": "req-1",
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "time": "23/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1795435200000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if customer_id is not None:
+        event["requestContext"]["authorizer"] = {
+            "lambda": {"customer_id": str(customer_id), "sub": "user-1", "scopes": scopes}
+        }
+    if text is not None:
+        event["body"] = base64.b64encode(text.encode()).decode() if base64_body else text
+    return event
+
+
+class LambdaContext:
+    function_name = "generation"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:generation"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
