@@ -25,7 +25,6 @@ os.environ.update(
 for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 
-import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
@@ -46,7 +45,7 @@ def s3():
     """moto S3 with the image bucket; the service's cached client is rebuilt inside the mock."""
     with mock_aws():
         storage.get_s3_client.cache_clear()
-        client = boto3.client("s3", region_name="us-east-1")
+        client = storage.get_s3_client()  # the service's own client: one per test, as in Lambda
         client.create_bucket(Bucket=TEST_BUCKET)
         yield client
         storage.get_s3_client.cache_clear()

@@ -155,7 +155,13 @@ def download(
     """
     client = get_http_client()
     for _ in range(MAX_REDIRECTS + 1):
-        check_public_url(url, allow_private=allow_private)
+        try:
+            check_public_url(url, allow_private=allow_private)
+        except InvalidImage as refused:
+            if error is InvalidImage:
+                raise
+            # A provider's URL that points inward is the provider's fault (502), not the caller's.
+            raise error(f"The {what} URL was refused: {refused.message}") from None
         try:
             with client.stream("GET", url, timeout=request_timeout(timeout_seconds)) as response:
                 if response.is_redirect and "location" in response.headers:

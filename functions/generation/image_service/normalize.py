@@ -180,6 +180,19 @@ def _fit_size(image: ImageSettings, caps: Capabilities, warnings, model_id):
         w, h = _fit_rule(asked_w, asked_h, asked_ratio, caps.size_rule)
         _warn_size_change(asked_w, asked_h, asked_ratio, w, h, warnings, model_id)
         return w, h, None, None
+    if caps.aspect_ratios and image.input_images:
+        if not (asked_w or asked_ratio):  # nothing asked: the output keeps the input's shape
+            return None, None, None, None
+        if not caps.ratio_with_input_images:
+            warnings.append(
+                SettingWarning(
+                    "unsupported-setting",
+                    "width/height" if asked_w else "aspect_ratio",
+                    f"{model_id} keeps the input image's shape in image-to-image; "
+                    "the requested size was not sent.",
+                )
+            )
+            return None, None, None, None
     if caps.aspect_ratios:
         ratio = _nearest_ratio(asked_w, asked_h, asked_ratio, caps.aspect_ratios)
         if asked_w:

@@ -51,6 +51,8 @@ class Capabilities:
     style_presets: tuple[str, ...] = ()
     max_prompt_chars: int = 4000
     asynchronous: bool = False  # submit/poll: runs as a job (Flux)
+    # False: in image-to-image the output keeps the input's shape and no ratio may be sent (sd3)
+    ratio_with_input_images: bool = True
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class ModelSpec:
                 "style_presets": list(caps.style_presets),
                 "max_prompt_chars": caps.max_prompt_chars,
                 "asynchronous": caps.asynchronous,
+                "ratio_with_input_images": caps.ratio_with_input_images,
             },
             "price_usd_per_image": dict(self.pricing.table) or None,
         }
@@ -162,6 +165,8 @@ STABILITY_STYLE_PRESETS = (
 
 
 def _stability(model_id: str, api: str, usd: float, *, image_to_image: bool, negative: bool):
+    # sd3.5-large-turbo ignores negative_prompt (Stability's docs); sd3's image-to-image mode
+    # takes no aspect_ratio; core has no image-to-image at all.
     return ModelSpec(
         id=model_id,
         provider="stability",
@@ -174,6 +179,7 @@ def _stability(model_id: str, api: str, usd: float, *, image_to_image: bool, neg
             negative_prompt=negative,
             style_presets=STABILITY_STYLE_PRESETS,
             max_prompt_chars=10000,
+            ratio_with_input_images=api != "sd3",
         ),
         pricing=Pricing(table={"default": usd}),
     )
@@ -203,7 +209,15 @@ GEMINI_ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16",
 IMAGEN_ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
 
 
-def _gemini(model_id: str, usd: float | None, *, resolutions=(), inputs=3, status="active"):
+def _gemini(
+    model_id: str,
+    usd: float | None,
+    *,
+    image_token_usd_per_million: float | None = None,
+    resolutions=(),
+    inputs=3,
+    status="active",
+):
     return ModelSpec(
         id=model_id,
         provider="google",
@@ -215,7 +229,10 @@ def _gemini(model_id: str, usd: float | None, *, resolutions=(), inputs=3, statu
             max_input_images=inputs,
             max_prompt_chars=32000,
         ),
-        pricing=Pricing(table={"default": usd} if usd is not None else {}),
+        pricing=Pricing(
+            table={"default": usd} if usd is not None else {},
+            output_token_usd_per_million=image_token_usd_per_million,
+        ),
         status=status,
     )
 
@@ -241,22 +258,29 @@ def _imagen(model_id: str, usd: float) -> ModelSpec:
     )
 
 
-XAI_ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2")
+XAI_ASPECT_RATIOS = (
+    "1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "1:2", "2:1", "9:20", "20:9",
+)  # fmt: skip
+_GROK_IMAGINE = {
+    "aspect_ratios": XAI_ASPECT_RATIOS,
+    "resolutions": ("1k", "2k"),
+    "qualities": ("low", "medium", "high"),
+    "max_input_images": 3,
+}
+# grok-2-image took only model, prompt, n and response_format: no ratio, resolution or edits.
+_GROK_2 = {"max_input_images": 0}
 
 
-def _grok(model_id: str, usd: float | None, **overrides) -> ModelSpec:
+def _grok(model_id: str, usd: float | None, caps: dict, **overrides) -> ModelSpec:
     return ModelSpec(
         id=model_id,
         provider="xai",
         api="grok",
         capabilities=Capabilities(
-            aspect_ratios=XAI_ASPECT_RATIOS,
-            resolutions=("1k", "2k"),
-            qualities=("low", "medium", "high"),
             output_formats=("jpeg",),
             max_images_per_call=10,
-            max_input_images=3,
             max_prompt_chars=8000,
+            **caps,
         ),
         pricing=Pricing(table={"default": usd} if usd is not None else {}),
         **overrides,
@@ -338,9 +362,11 @@ _MODELS: tuple[ModelSpec, ...] = (
     _flux("flux-kontext-max", "flux-kontext", 0.08, aspect_ratios=FLUX_ASPECT_RATIOS,
           max_input_images=4),
     # Google: Gemini image models (generateContent) and the retired Imagen API (:predict)
-    _gemini("gemini-2.5-flash-image", 0.039),
-    _gemini("gemini-3-pro-image-preview", 0.134, resolutions=("1K", "2K", "4K"), inputs=14,
-            status="preview"),
+    # Image output tokens: 1290 per 2.5 Flash image ($30/M); 1120 (1K/2K) or 2000 (4K) per
+    # 3 Pro image ($120/M). The answer's usageMetadata wins over the per-image default.
+    _gemini("gemini-2.5-flash-image", 0.039, image_token_usd_per_million=30.0),
+    _gemini("gemini-3-pro-image-preview", 0.134, image_token_usd_per_million=120.0,
+            resolutions=("1K", "2K", "4K"), inputs=14, status="preview"),
     _gemini("gemini-3.1-flash-image-preview", None, resolutions=("1K", "2K", "4K"), inputs=14,
             status="preview"),
     ModelSpec(
@@ -357,11 +383,11 @@ _MODELS: tuple[ModelSpec, ...] = (
     _imagen("imagen-4.0-fast-generate-001", 0.02),
     _imagen("imagen-3.0-generate-002", 0.03),
     # xAI
-    _grok("grok-imagine-image", 0.02),
-    _grok("grok-imagine-image-quality", None),
-    _grok("grok-2-image", 0.07, status="retired", successor="grok-imagine-image",
+    _grok("grok-imagine-image", 0.02, _GROK_IMAGINE),
+    _grok("grok-imagine-image-quality", None, _GROK_IMAGINE),
+    _grok("grok-2-image", 0.07, _GROK_2, status="retired", successor="grok-imagine-image",
           retired_note="grok-2-image was shut down by xAI in early 2026"),
-    _grok("grok-2-image-1212", 0.07, status="retired", successor="grok-imagine-image",
+    _grok("grok-2-image-1212", 0.07, _GROK_2, status="retired", successor="grok-imagine-image",
           retired_note="grok-2-image-1212 was shut down by xAI in early 2026"),
 )  # fmt: skip
 

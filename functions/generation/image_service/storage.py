@@ -59,9 +59,7 @@ class ImageStore:
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = get_s3_client()
-        return self._client
+        return self._client or get_s3_client()
 
     @property
     def bucket(self) -> str:

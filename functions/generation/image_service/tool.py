@@ -63,3 +63,9 @@ def tool_failure(error: ImageServiceError) -> dict[str, Any]:
         "text": f"Image generation failed: {error.message}",
         "error": {"code": error.status, **error.to_dict()},
     }
+
+
+if __name__ == "__main__":  # `make tool-schema` writes docs/generate_image.tool.json
+    import json
+
+    print(json.dumps(generate_image_tool(), indent=2, sort_keys=True))

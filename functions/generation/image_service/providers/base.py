@@ -127,3 +127,38 @@ def provider_image(data: bytes, provider: str) -> ImageBytes:
     if mime is None:
         raise ProviderError(f"The {provider} provider returned data that is not an image.")
     return ImageBytes(data, mime)
+
+
+RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
+
+
+def provider_base64_image(text: Any, provider: str) -> ImageBytes:
+    """A base64 image inside a provider's JSON answer; bad base64 or non-image bytes are a 502."""
+    import base64
+    import binascii
+
+    from image_common.errors import ProviderError
+
+    if not isinstance(text, str) or not text:
+        raise ProviderError(f"The {provider} provider returned an item without an image.")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProviderError(f"The {provider} provider sent an image that is not base64.") from None
+    return provider_image(data, provider)
+
+
+def download_provider_image(url: str, provider: str) -> ImageBytes:
+    """A provider's result URL, fetched with the same SSRF guard as a caller's URL (no key sent)."""
+    from image_common.errors import ProviderError
+    from image_common.settings import get_settings
+    from image_service.http import download
+
+    data = download(
+        url,
+        max_bytes=RESULT_DOWNLOAD_LIMIT,
+        allow_private=get_settings().allow_private_urls,
+        what=f"{provider} provider's image",
+        error=ProviderError,
+    )
+    return provider_image(data, provider)

@@ -18,7 +18,7 @@ _SECRET_PATTERNS = (
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),  # JWTs
     re.compile(r"X-Amz-(Signature|Credential|Security-Token)=[^&\s]+"),
 )
-MAX_MESSAGE_CHARS = 500
+MAX_MESSAGE_CHARS = 1000
 
 
 def sanitize_message(message: object) -> str:

