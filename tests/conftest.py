@@ -34,7 +34,7 @@ from image_service import http as service_http  # noqa: E402
 from image_service import storage  # noqa: E402
 from image_service.service import ImageService  # noqa: E402
 from image_service.storage import ImageStore  # noqa: E402
-from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+from local.emulators import BASE_PATHS, EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
 
 TEST_BUCKET = "test-images"
 PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
@@ -142,3 +142,95 @@ class LambdaContext:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+# --- helpers for the provider, input-image and cost tests ---------------------------------------
+
+
+def generate(service: ImageService, prompt: str = "A lighthouse on a cliff", **image: Any) -> dict:
+    """One synchronous generation through the real service, as a trusted direct caller."""
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    request = parse_request(request_body(prompt, **image))
+    return service.generate(request, caller=Caller.trusted(), timeout_seconds=5.0)
+
+
+def image_bytes(fmt: str = "png", width: int = 64, height: int = 48) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    pil_format = {"jpeg": "JPEG", "webp": "WEBP"}.get(fmt, "PNG")
+    Image.new("RGB", (width, height), (200, 40, 90)).save(out, pil_format)
+    return out.getvalue()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.fixture
+def service_with(s3, emulators, settings):
+    """An ``ImageService`` whose settings differ from the environment's (e.g. retired models)."""
+
+    def make(**overrides: Any) -> ImageService:
+        custom = settings.model_copy(update=overrides)
+        return ImageService(custom, ImageStore(custom))
+
+    return make
+
+
+# --- helpers for the Flux job tests -------------------------------------------------------------
+
+
+class RecordingJobRunner:
+    """A job runner that only records the workflow inputs it was asked to start."""
+
+    def __init__(self) -> None:
+        self.started: list[dict] = []
+
+    def start(self, execution_input: dict) -> None:
+        self.started.append(execution_input)
+
+
+@pytest.fixture
+def flux_tasks(s3, emulators):
+    """The Flux workflow's Lambda entry points, with a fresh service for this test's mocks."""
+    import flux_tasks as module
+
+    module.workflow_for.cache_clear()
+    yield module
+    module.workflow_for.cache_clear()
+
+
+def start_flux_job(service: ImageService, prompt: str = "A fox in the snow", **image: Any) -> dict:
+    """Start a Flux job through the real service (202 path); its ``data``."""
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    image.setdefault("model", "flux-pro-1.1")
+    request = parse_request(request_body(prompt, **image))
+    return service.generate(request, caller=Caller.trusted(), timeout_seconds=5.0)
+
+
+@pytest.fixture
+def emulator_over_http(monkeypatch):
+    """Serve one provider's emulator on 127.0.0.1, as the local stack does, with a real client."""
+    servers = []
+
+    def serve(provider: str):
+        prefix, emulator_class = EMULATORS[provider]
+        emulator = emulator_class()
+        servers.append(emulator.serve())
+        monkeypatch.setenv(f"{prefix}_BASE_URL", emulator.base_url + BASE_PATHS[provider])
+        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+        service_http.set_http_client(service_http.new_http_client())
+        return emulator
+
+    yield serve
+    service_http.set_http_client(None)
+    for server in servers:
+        server.shutdown()
+        server.server_close()

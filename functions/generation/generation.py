@@ -21,7 +21,9 @@ from image_common.errors import (
     PayloadTooLarge,
 )
 from image_common.settings import get_settings
+from image_service.jobs import final_answer, is_job_accepted
 from image_service.models import parse_request
+from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
 from image_service.tool import ImageGenerationService
@@ -50,8 +52,33 @@ def generate() -> Response:
         caller=caller_from_authorizer(app.current_event.raw_event),
         timeout_seconds=settings.provider_timeout_seconds,
     )
+    if is_job_accepted(data):  # Flux: the image comes later, at status_url
+        headers = {"Location": data["status_url"]}
+        return _json(202, success_envelope(data, code=202), headers=headers)
     _count_images(data)
     return _json(200, success_envelope(data))
+
+
+@app.get("/image/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    owner = app.current_event.get_query_string_value("customer_id") or ""  # admin scope only
+    job = image_service().job(
+        job_id,
+        caller=caller_from_authorizer(app.current_event.raw_event),
+        customer_id=int(owner) if owner.isdigit() else None,
+    )
+    if not job.final:
+        headers = {"Retry-After": "1", "Cache-Control": "no-store"}
+        return _json(202, success_envelope(job.progress_view(), code=202), headers=headers)
+    # A finished job answers as the synchronous call would have: its data, or its typed error.
+    return _json(200, success_envelope(final_answer(job)), headers={"Cache-Control": "no-store"})
+
+
+@app.get("/image/models")
+def list_models() -> Response:
+    caller_from_authorizer(app.current_event.raw_event)  # behind the JWT authorizer, like generate
+    catalog = model_catalog(enabled_retired=settings.retired_models_enabled)
+    return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 
 @app.get("/health")

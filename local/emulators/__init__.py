@@ -9,10 +9,18 @@ from __future__ import annotations
 import httpx
 
 from local.emulators.base import Emulator
+from local.emulators.flux import FluxEmulator
+from local.emulators.gemini import GeminiEmulator
 from local.emulators.openai import OpenAIEmulator
+from local.emulators.stability import StabilityEmulator
+from local.emulators.xai import XAIEmulator
 
 EMULATORS: dict[str, tuple[str, type[Emulator]]] = {
     "openai": ("OPENAI", OpenAIEmulator),
+    "stability": ("STABILITY", StabilityEmulator),
+    "google": ("GEMINI", GeminiEmulator),
+    "xai": ("XAI", XAIEmulator),
+    "flux": ("BFL", FluxEmulator),
 }
 
 # The path each provider's base URL carries (``{PREFIX}_BASE_URL`` = emulator URL + this).

@@ -11,7 +11,10 @@ from image_common.errors import InvalidImage, PayloadTooLarge
 
 MIME_BY_FORMAT = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSION_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w/+.\-]+)?(?P<params>(;[\w\-]+=[\w\-]+)*);base64,", re.I)
+# Parameter values as browsers and tools write them (``;name=cat.png``, ``;charset=utf-8``).
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w/+.\-]+)?(?P<params>(;[\w\-]+=[\w\-.+%]+)*);base64,", re.I
+)
 
 
 @dataclass(frozen=True)

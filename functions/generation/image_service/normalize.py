@@ -117,7 +117,15 @@ def _fit_quality(quality: str | None, caps: Capabilities, warnings, model_id) ->
                     )
                 )
             return candidate
-    return None  # unreachable with the equivalents above; keeps the type honest
+    warnings.append(  # e.g. "high" for dall-e-2, which only has "standard"
+        SettingWarning(
+            "unsupported-setting",
+            "quality",
+            f"{model_id} has no equivalent of quality '{quality}' "
+            f"(it offers {', '.join(caps.qualities)}); its default was used.",
+        )
+    )
+    return None
 
 
 def _fit_format(fmt: str | None, caps: Capabilities, warnings, model_id) -> str | None:
@@ -250,7 +258,17 @@ def _fit_rule(w, h, ratio, rule: SizeRule) -> tuple[int, int]:
     height = width / target
     scale = min(1.0, rule.max_side / max(width, height))  # the longest side within bounds
     width, height = width * scale, height * scale
-    return _snap(width, rule), _snap(height, rule)
+    w, h = _snap(width, rule), _snap(height, rule)
+    # Rounding to the multiple can push a clamped shape just past a limit (4000x1000 on
+    # gpt-image-2 snapped to 3472x1152, over 3:1): step the long side down or the short side up.
+    for _ in range(64):
+        if max(w / h, h / w) > rule.max_ratio or (rule.max_pixels and w * h > rule.max_pixels):
+            w, h = (w - rule.multiple, h) if w >= h else (w, h - rule.multiple)
+        elif w * h < rule.min_pixels:
+            w, h = (w, h + rule.multiple) if w >= h else (w + rule.multiple, h)
+        else:
+            break
+    return w, h
 
 
 def _snap(side: float, rule: SizeRule) -> int:

@@ -485,3 +485,22 @@ def aspect_ratio_value(ratio: str) -> float:
 
 def log_ratio_distance(a: float, b: float) -> float:
     return abs(math.log(a) - math.log(b))
+
+
+def model_catalog(*, enabled_retired: frozenset[str] = frozenset()) -> dict:
+    """Every model and alias with what serves it, as ``GET /image/models`` lists them."""
+
+    def served_by(name: str) -> str:
+        return resolve_model(name, enabled_retired=enabled_retired).spec.id
+
+    models = [spec.describe() | {"served_by": served_by(spec.id)} for spec in _MODELS]
+    aliases = [
+        {
+            "alias": alias,
+            "model": target,
+            "provider": MODELS[target].provider,
+            "served_by": served_by(alias),
+        }
+        for alias, target in sorted(ALIASES.items())
+    ]
+    return {"default_model": DEFAULT_MODEL, "models": models, "aliases": aliases}

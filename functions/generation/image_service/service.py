@@ -15,9 +15,17 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_common.errors import Forbidden
+from image_common.errors import Forbidden, NotFound
 from image_common.settings import ServiceSettings
 from image_service.inputs import load_input_image
+from image_service.jobs import (
+    JobRecord,
+    JobRunner,
+    JobService,
+    JobStore,
+    final_answer,
+    job_runner_for,
+)
 from image_service.models import ImageGenerationRequest
 from image_service.normalize import normalize_settings
 from image_service.providers import get_image_provider
@@ -69,10 +77,21 @@ class ImageService:
         settings: ServiceSettings,
         store: ImageStore,
         provider_for: Callable[[str], ImageProvider] = get_image_provider,
+        job_runner: JobRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider_for = provider_for
+        self._job_runner = job_runner
+        self._jobs: JobService | None = None
+
+    @property
+    def jobs(self) -> JobService:
+        """Asynchronous generations (Flux): created on first use, with the configured runner."""
+        if self._jobs is None:
+            runner = self._job_runner or job_runner_for(self.settings)
+            self._jobs = JobService(self.settings, JobStore(self.store), runner, self.provider_for)
+        return self._jobs
 
     # --- the steps -----------------------------------------------------------------------
 
@@ -125,11 +144,22 @@ class ImageService:
         return PreparedGeneration(request, resolved.spec, provider_request, warnings)
 
     def generate(
-        self, request: ImageGenerationRequest, *, caller: Caller, timeout_seconds: float
+        self,
+        request: ImageGenerationRequest,
+        *,
+        caller: Caller,
+        timeout_seconds: float,
+        wait_for_job: bool = False,
     ) -> dict[str, Any]:
-        """Synchronous generation: the answer's ``data``."""
+        """The answer's ``data``. A model that runs as a job (Flux) answers the started job
+        (202) — or, with ``wait_for_job`` (a direct invoke, no 30 s limit), its final answer."""
         self.authorize(request, caller)
         prepared = self.prepare(request, timeout_seconds=timeout_seconds)
+        if prepared.model.capabilities.asynchronous:
+            job = self.jobs.start(prepared)
+            if not wait_for_job:
+                return job.accepted()
+            return final_answer(self.jobs.wait(job, timeout_seconds=timeout_seconds))
         started = time.monotonic()
         result = self.run_provider(prepared.provider_request)
         logger.info(
@@ -143,6 +173,17 @@ class ImageService:
             },
         )
         return self.deliver(prepared, result)
+
+    def job(self, job_id: str, *, caller: Caller, customer_id: int | None = None) -> JobRecord:
+        """A job of the caller's own customer (another customer's only with the admin scope)."""
+        owner = caller.customer_id
+        if customer_id is not None and (
+            caller.is_trusted or self.settings.admin_scope in caller.scopes
+        ):
+            owner = customer_id
+        if owner is None:
+            raise NotFound("No such job.")
+        return self.jobs.get(owner, job_id)
 
     def run_provider(self, provider_request: ProviderRequest) -> ProviderResult:
         """Call the provider, in parallel batches of at most the model's images per call."""

@@ -37,7 +37,10 @@ class ImageGenerationService:
         try:
             request = parse_request(payload)
             data = self.images.generate(
-                request, caller=Caller.trusted(), timeout_seconds=timeout_seconds
+                request,
+                caller=Caller.trusted(),
+                timeout_seconds=timeout_seconds,
+                wait_for_job=True,  # no 30 s limit here: a Flux job's finished image, not a 202
             )
         except ImageServiceError as error:
             return tool_failure(error)

@@ -150,15 +150,18 @@ def provider_base64_image(text: Any, provider: str) -> ImageBytes:
 
 def download_provider_image(url: str, provider: str) -> ImageBytes:
     """A provider's result URL, fetched with the same SSRF guard as a caller's URL (no key sent)."""
-    from image_common.errors import ProviderError
+    from image_common.errors import PayloadTooLarge, ProviderError
     from image_common.settings import get_settings
     from image_service.http import download
 
-    data = download(
-        url,
-        max_bytes=RESULT_DOWNLOAD_LIMIT,
-        allow_private=get_settings().allow_private_urls,
-        what=f"{provider} provider's image",
-        error=ProviderError,
-    )
+    try:
+        data = download(
+            url,
+            max_bytes=RESULT_DOWNLOAD_LIMIT,
+            allow_private=get_settings().allow_private_urls,
+            what=f"{provider} provider's image",
+            error=ProviderError,
+        )
+    except PayloadTooLarge as error:  # the provider's oversized result is not the caller's 413
+        raise ProviderError(error.message) from None
     return provider_image(data, provider)

@@ -27,7 +27,9 @@ from image_common.credentials import provider_endpoint
 from image_common.errors import (
     ContentPolicyViolation,
     ImageServiceError,
+    InvalidImage,
     InvalidRequest,
+    PayloadTooLarge,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
@@ -207,13 +209,17 @@ def fetch_sample(sample_url: str) -> ImageBytes:
     """Download ``result.sample`` with no credentials (``download`` sends none), https only."""
     from image_common.settings import get_settings
 
-    data = download(
-        sample_url,
-        max_bytes=SAMPLE_DOWNLOAD_LIMIT,
-        allow_private=get_settings().allow_private_urls,
-        what="provider's image",
-        error=ProviderError,
-    )
+    try:
+        data = download(
+            sample_url,
+            max_bytes=SAMPLE_DOWNLOAD_LIMIT,
+            allow_private=get_settings().allow_private_urls,
+            what="provider's image",
+            error=ProviderError,
+        )
+    except (InvalidImage, PayloadTooLarge) as error:  # a bad result URL is the provider's fault
+        message = f"The flux provider's image could not be fetched: {error.message}"
+        raise ProviderError(message) from None
     return provider_image(data, NAME)
 
 

@@ -92,16 +92,17 @@ def _generate_content_body(request: ProviderRequest) -> tuple[dict[str, Any], li
     ]
     image_config = {
         key: value
-        for key, value in (("aspectRatio", settings.aspect_ratio), ("imageSize", settings.resolution))
+        for key, value in (
+            ("aspectRatio", settings.aspect_ratio),
+            ("imageSize", settings.resolution),
+        )
         if value is not None
     }
     config: dict[str, Any] = {"responseModalities": RESPONSE_MODALITIES}
     if image_config:
         config["imageConfig"] = image_config
     body = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
-    warnings = merge_provider_options(
-        body, request.provider_options, reserved=frozenset(body)
-    )
+    warnings = merge_provider_options(body, request.provider_options, reserved=frozenset(body))
     return body, warnings
 
 

@@ -63,14 +63,16 @@ class XAIProvider:
         if refused:
             warnings.append(
                 SettingWarning(
-                    "other", "n", f"xAI's moderation withheld {refused} of {refused + len(images)} "
-                    "images.",
+                    "other",
+                    "n",
+                    f"xAI's moderation withheld {refused} of {refused + len(images)} images.",
                 )
             )
         sent = {k: v for k, v in body.items() if k not in ("prompt", "image", "images")}
         return ProviderResult(
             images=images,
-            sent=sent | ({"input_images": len(request.input_images)} if request.input_images else {}),
+            sent=sent
+            | ({"input_images": len(request.input_images)} if request.input_images else {}),
             warnings=warnings,
             cost_usd=_ticks_cost(answer.get("usage")),
         )

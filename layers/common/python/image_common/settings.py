@@ -43,6 +43,8 @@ class ServiceSettings(BaseModel):
     flux_state_machine_arn: str | None = None
     job_budget_seconds: int = Field(default=60, gt=0, le=900)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    # How jobs run: the Flux state machine, or (local stack) the same tasks in a thread.
+    job_runner: Literal["stepfunctions", "local"] = "stepfunctions"
 
     @model_validator(mode="after")
     def _cdn_needs_domain(self) -> ServiceSettings:

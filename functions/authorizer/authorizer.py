@@ -1,0 +1,95 @@
+"""Lambda authorizer for the HTTP API (payload format 2.0, simple responses).
+
+Handler string: `authorizer.handler`. Reads `Authorization: Bearer <JWT>`, answers
+`{"isAuthorized": true, "context": {"customer_id", "sub", "scopes"}}` or `{"isAuthorized": false}`.
+It never raises: API Gateway would turn an error into a 500, and a deny is what we mean.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from jwt_authorizer.events import log_event
+from jwt_authorizer.secret_extension import SecretUnavailable
+from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
+from jwt_authorizer.verifier import (
+    MAX_TOKEN_BYTES,
+    Denial,
+    DenialReason,
+    TokenVerifier,
+    build_verifier,
+)
+
+_MAX_HEADER_CHARS = MAX_TOKEN_BYTES + len("Bearer ")
+
+
+@functools.cache
+def current_verifier() -> TokenVerifier:
+    """Built on the container's first request (the secrets extension is not up during init),
+    then reused. A failure is not cached, so the next request tries again.
+    Tests start over with `current_verifier.cache_clear()`."""
+    return build_verifier(AuthorizerSettings.from_env())
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    try:
+        verifier = current_verifier()
+    except (ConfigurationError, SecretUnavailable) as error:
+        # The messages name the variable and never carry secret material.
+        log_event(logging.ERROR, "authorizer_unavailable", detail=str(error))
+        return _deny()
+    try:
+        token = bearer_token(event)
+        outcome = token if isinstance(token, Denial) else verifier.verify(token)
+    except Exception as error:  # a bug must still end in a deny, never in a 500
+        log_event(logging.ERROR, "deny", reason="internal_error", error=type(error).__name__)
+        return _deny()
+
+    if isinstance(outcome, Denial):
+        log_event(
+            logging.INFO,
+            "deny",
+            reason=outcome.reason.value,
+            kid=outcome.kid,
+            iss=outcome.issuer,
+            claim=outcome.claim,
+        )
+        return _deny()
+    log_event(logging.DEBUG, "allow", customer_id=outcome.customer_id)
+    return {"isAuthorized": True, "context": outcome.as_context()}
+
+
+def bearer_token(event: Any) -> str | Denial:
+    """The token from `Authorization: Bearer <token>`, or why there is none."""
+    value = _authorization_header(event)
+    if value is None or not value.strip():
+        return Denial(DenialReason.MISSING_TOKEN)
+    if len(value) > _MAX_HEADER_CHARS:
+        return Denial(DenialReason.OVERSIZED)
+    parts = value.split()
+    if parts[0].lower() != "bearer":
+        return Denial(DenialReason.WRONG_SCHEME)
+    if len(parts) != 2:
+        return Denial(DenialReason.MISSING_TOKEN if len(parts) == 1 else DenialReason.MALFORMED)
+    return parts[1]
+
+
+def _authorization_header(event: Any) -> str | None:
+    if not isinstance(event, dict):
+        return None
+    headers = event.get("headers")
+    if isinstance(headers, dict):
+        # API Gateway v2 lower-cases header names; other callers (local stack, tests) may not.
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
+                return value
+    sources = event.get("identitySource")
+    if isinstance(sources, list) and sources and isinstance(sources[0], str):
+        return sources[0]
+    return None
+
+
+def _deny() -> dict[str, Any]:
+    return {"isAuthorized": False}

@@ -1,0 +1,275 @@
+"""The offline local stack: the real handlers behind a local API Gateway, S3 from moto's server,
+and a provider emulator for every provider that has neither a key nor a base URL.
+
+``LocalStack`` is what ``make dev`` (``python -m local``) and the end-to-end tests start. It sets
+the environment *before* importing the handler modules (the generation function reads its
+settings at import, as on a Lambda cold start) and puts everything back on ``stop()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from local.api_gateway import HttpApiGateway, LambdaFunction, Route
+
+logger = logging.getLogger("local.stack")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# What Lambda puts on sys.path: each function's folder (task root) and the layer's python/.
+LAMBDA_CODE_PATHS = (
+    REPO_ROOT / "functions" / "generation",
+    REPO_ROOT / "functions" / "authorizer",
+    REPO_ROOT / "layers" / "common" / "python",
+)
+
+HOST = "127.0.0.1"  # never anything but loopback
+DEFAULT_PORT = 8000
+DEFAULT_BUCKET = "image-generation-dev"
+# A fixed development secret, so tokens minted by `python -m local.token` keep working across
+# restarts. HS256 needs at least 32 bytes. Never used outside the local stack.
+DEV_JWT_SECRET = "local-dev-only-hs256-secret-not-for-production"
+EMULATOR_API_KEY = "local-emulator-key"  # emulators only check that a key is sent
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+# The deployed API's routes (infra/constructs/api.py; a test keeps the two in step).
+ROUTES = [
+    Route("POST", "/image/generate", authorized=True),
+    Route("GET", "/image/jobs/{job_id}", authorized=True),
+    Route("GET", "/image/models", authorized=True),
+    Route("GET", "/health", authorized=False),
+]
+# As deployed (infra/settings.py, infra/constructs/api.py).
+GENERATION_TIMEOUT_SECONDS, GENERATION_MEMORY_MB = 120.0, 1024
+AUTHORIZER_TIMEOUT_SECONDS, AUTHORIZER_MEMORY_MB = 10.0, 256
+INTEGRATION_TIMEOUT_SECONDS = 29.0
+
+
+@dataclass(frozen=True)
+class ProviderRoute:
+    """Where one provider's calls go, for the start-up summary (never the key)."""
+
+    provider: str
+    prefix: str
+    target: str  # "emulator", "base-url", "real-api" or "not-configured"
+    base_url: str | None
+
+
+class LocalStack:
+    """Start with ``start()`` (or ``with LocalStack() as stack:``); ``base_url`` is the API."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = int(os.environ.get("PORT", DEFAULT_PORT)) if port is None else port
+        self.base_url = ""
+        self.s3_endpoint = ""
+        self.s3_in_process = False  # moto's server, started by this stack
+        self.bucket = ""
+        self.providers: list[ProviderRoute] = []
+        self.emulators: dict[str, Any] = {}
+        self._emulator_servers: list[Any] = []
+        self._moto: Any = None
+        self._gateway: HttpApiGateway | None = None
+        self._saved_environ: dict[str, str] | None = None
+        self._reloaded_generation = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        if self._saved_environ is not None:
+            raise RuntimeError("this LocalStack is already started")
+        self._saved_environ = dict(os.environ)
+        try:
+            _add_lambda_code_paths()
+            self._configure_environment()
+            self._start_s3()
+            self._start_emulators()
+            generation, authorizer = self._load_handlers()
+            self._ensure_bucket()
+            region = os.environ["AWS_DEFAULT_REGION"]
+            self._gateway = HttpApiGateway(
+                ROUTES,
+                integration=LambdaFunction(
+                    "image-generation",
+                    generation.handler,
+                    timeout_seconds=GENERATION_TIMEOUT_SECONDS,
+                    memory_mb=GENERATION_MEMORY_MB,
+                    region=region,
+                    account_id=ACCOUNT_ID,
+                ),
+                authorizer=LambdaFunction(
+                    "jwt-authorizer",
+                    authorizer.handler,
+                    timeout_seconds=AUTHORIZER_TIMEOUT_SECONDS,
+                    memory_mb=AUTHORIZER_MEMORY_MB,
+                    region=region,
+                    account_id=ACCOUNT_ID,
+                ),
+                region=region,
+                account_id=ACCOUNT_ID,
+                integration_timeout_seconds=INTEGRATION_TIMEOUT_SECONDS,
+            )
+            self.base_url = self._gateway.serve(HOST, self.port)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("local stack ready on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._gateway is not None:
+            self._gateway.shutdown()
+            self._gateway = None
+        # In parallel: each server notices a shutdown only at its next poll (0.5 s).
+        stopping = [
+            threading.Thread(target=server.shutdown, daemon=True)
+            for server in self._emulator_servers
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join(timeout=5)
+        for server in self._emulator_servers:
+            server.server_close()
+        self._emulator_servers.clear()
+        self.emulators.clear()
+        self.providers.clear()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+            self.s3_in_process = False
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+            self._reset_cached_clients(reload_generation=self._reloaded_generation)
+            self._reloaded_generation = False
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _configure_environment(self) -> None:
+        env = os.environ
+        env.setdefault("AWS_DEFAULT_REGION", REGION)
+        env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
+        env.setdefault("IMAGE_BUCKET", DEFAULT_BUCKET)
+        env["ALLOW_PRIVATE_URLS"] = "true"  # the emulators and moto listen on loopback, over http
+        env.setdefault("JOB_RUNNER", "local")  # Flux jobs run in-process, not in Step Functions
+        env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
+        env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ImageService")
+        env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        if not any(env.get(name) for name in ("JWT_SECRET", "JWT_SECRET_ARN", "JWT_JWKS_URL")):
+            env["JWT_SECRET"] = DEV_JWT_SECRET
+        self.bucket = env["IMAGE_BUCKET"]
+
+    def _start_s3(self) -> None:
+        env = os.environ
+        if env.get("AWS_ENDPOINT_URL_S3"):
+            self.s3_endpoint = env["AWS_ENDPOINT_URL_S3"]
+            return
+        from moto.server import ThreadedMotoServer
+
+        # moto accepts any credentials; fixed dummies keep real ones out of presigned URLs.
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            env.pop(name, None)
+        env["AWS_ACCESS_KEY_ID"] = "local"
+        env["AWS_SECRET_ACCESS_KEY"] = "local"
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per S3 call
+        self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        self._moto.start()
+        self.s3_in_process = True
+        host, port = self._moto.get_host_and_port()
+        self.s3_endpoint = env["AWS_ENDPOINT_URL_S3"] = f"http://{host}:{port}"
+
+    def _start_emulators(self) -> None:
+        from image_common.credentials import PROVIDER_ENDPOINTS
+
+        from local.emulators import BASE_PATHS, EMULATORS
+
+        env = os.environ
+        prefixes = {p: prefix for p, (prefix, _) in PROVIDER_ENDPOINTS.items()}
+        prefixes |= {p: prefix for p, (prefix, _) in EMULATORS.items()}
+        for provider, prefix in prefixes.items():
+            key, base_url = env.get(f"{prefix}_API_KEY"), env.get(f"{prefix}_BASE_URL")
+            if provider in EMULATORS and not key and not base_url:
+                emulator = EMULATORS[provider][1]()
+                self._emulator_servers.append(emulator.serve(HOST, 0))
+                self.emulators[provider] = emulator
+                env[f"{prefix}_BASE_URL"] = emulator.base_url + BASE_PATHS.get(provider, "")
+                env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                target = "emulator"
+            elif base_url:
+                if not key:
+                    env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                target = "base-url"
+            else:
+                target = "real-api" if key else "not-configured"
+            self.providers.append(
+                ProviderRoute(provider, prefix, target, env.get(f"{prefix}_BASE_URL"))
+            )
+
+    def _load_handlers(self) -> tuple[ModuleType, ModuleType]:
+        self._reloaded_generation = self._reset_cached_clients(reload_generation=None)
+        return importlib.import_module("generation"), importlib.import_module("authorizer")
+
+    def _ensure_bucket(self) -> None:
+        import boto3
+        from botocore.exceptions import ClientError
+
+        s3 = boto3.client("s3", endpoint_url=self.s3_endpoint)
+        try:
+            s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            region = os.environ["AWS_DEFAULT_REGION"]
+            extra = {} if region == "us-east-1" else {
+                "CreateBucketConfiguration": {"LocationConstraint": region}
+            }
+            s3.create_bucket(Bucket=self.bucket, **extra)
+
+    @staticmethod
+    def _reset_cached_clients(*, reload_generation: bool | None) -> bool:
+        """Drop what the handler modules cached from an earlier environment (a test session may
+        have imported them already). ``reload_generation=None``: reload only if its settings
+        differ from the current environment's. Returns whether it reloaded."""
+        from image_common import credentials
+        from image_common.settings import get_settings
+        from image_service import http, storage
+
+        get_settings.cache_clear()
+        storage.get_s3_client.cache_clear()
+        credentials._secret_keys.cache_clear()
+        http.set_http_client(None)
+        authorizer = sys.modules.get("authorizer")
+        if authorizer is not None:
+            authorizer.current_verifier.cache_clear()
+        generation = sys.modules.get("generation")
+        if generation is None:
+            return False
+        if reload_generation is None:
+            try:
+                reload_generation = generation.settings != get_settings()
+            except Exception:
+                reload_generation = True
+        if reload_generation:
+            importlib.reload(generation)
+        else:
+            generation.image_service.cache_clear()
+        return reload_generation
+
+
+def _add_lambda_code_paths() -> None:
+    for path in reversed(LAMBDA_CODE_PATHS):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))

@@ -1,0 +1,74 @@
+"""The local stack, started once for the e2e tests, and what they need to talk to it.
+
+Package-scoped rather than session-scoped: the stack changes process-wide state (environment
+variables, moto's in-memory backends, the handlers' cached clients), so it stops — and puts all
+of that back — as soon as the last e2e test has run, before any other suite's tests run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import boto3
+import httpx
+import pytest
+
+from image_common.credentials import PROVIDER_ENDPOINTS
+from local.emulators import EMULATORS
+from local.stack import LocalStack
+from local.token import mint_token
+
+E2E_JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # HS256: at least 32 bytes
+
+
+@dataclass
+class RunningStack:
+    stack: LocalStack
+    base_url: str
+
+    def token(
+        self,
+        customer_id: int = 1,
+        *,
+        scopes: Iterable[str] = (),
+        ttl_seconds: int = 3600,
+        secret: str = E2E_JWT_SECRET,
+        now: float | None = None,
+    ) -> str:
+        return mint_token(
+            customer_id, scopes=scopes, ttl_seconds=ttl_seconds, secret=secret, now=now
+        )
+
+    def auth(self, customer_id: int = 1, **kwargs) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token(customer_id, **kwargs)}"}
+
+    def s3(self):
+        return boto3.client("s3", endpoint_url=self.stack.s3_endpoint)
+
+
+@pytest.fixture(scope="package")
+def local_stack() -> Iterator[RunningStack]:
+    """The stack on a free port, as on a fresh machine: no provider keys, no AWS endpoint."""
+    with pytest.MonkeyPatch.context() as env:
+        prefixes = {prefix for prefix, _ in PROVIDER_ENDPOINTS.values()}
+        prefixes |= {prefix for prefix, _ in EMULATORS.values()}
+        for prefix in prefixes:
+            env.delenv(f"{prefix}_API_KEY", raising=False)
+            env.delenv(f"{prefix}_BASE_URL", raising=False)
+        for name in ("AWS_ENDPOINT_URL_S3", "PROVIDER_SECRETS_ARN"):
+            env.delenv(name, raising=False)
+        for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL"):
+            env.delenv(name, raising=False)
+        env.setenv("JWT_SECRET", E2E_JWT_SECRET)
+        stack = LocalStack(port=0).start()
+        try:
+            yield RunningStack(stack=stack, base_url=stack.base_url)
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="package")
+def api(local_stack: RunningStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=local_stack.base_url, timeout=20) as client:
+        yield client
