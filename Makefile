@@ -7,8 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 PYTEST_WORKERS ?= 2
+STAGE ?= dev
+NPM_STAMP := node_modules/.package-lock.json
+CDK := npx --no-install cdk
 
-.PHONY: dev test test-fast venv bench tool-schema clean
+.PHONY: dev test test-fast venv bench tool-schema build synth deploy clean
 
 $(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -17,6 +20,9 @@ $(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@touch $@
 
 venv: $(DEPS_STAMP)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
 
 ## make dev: the whole service offline on http://127.0.0.1:$${PORT:-8000}
 dev: $(DEPS_STAMP)
@@ -37,6 +43,18 @@ bench: $(DEPS_STAMP)
 ## make tool-schema: regenerate docs/generate_image.tool.json from the code
 tool-schema: $(DEPS_STAMP)
 	PYTHONPATH=functions/generation:layers/common/python $(PY) -m image_service.tool > docs/generate_image.tool.json
+
+## make build: the Lambda dependencies layer for arm64 (pip wheels, no Docker; cached in build/)
+build: $(DEPS_STAMP)
+	$(PY) -m infra.bundling
+
+## make synth: CloudFormation for STAGE (default dev) into cdk.out/, checked by cdk-nag
+synth: $(DEPS_STAMP) $(NPM_STAMP)
+	$(CDK) synth -c stage=$(STAGE) --quiet
+
+## make deploy: needs AWS credentials and `npx cdk bootstrap` once per account and region
+deploy: $(DEPS_STAMP) $(NPM_STAMP)
+	$(CDK) deploy -c stage=$(STAGE)
 
 clean:
 	rm -rf build cdk.out .pytest_cache

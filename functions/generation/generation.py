@@ -19,6 +19,7 @@ from image_common.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
 )
 from image_common.settings import get_settings
 from image_service.jobs import final_answer, is_job_accepted
@@ -111,8 +112,6 @@ def caller_from_authorizer(event: dict[str, Any]) -> Caller:
     customer = str(context.get("customer_id", ""))
     if not customer.isdigit():
         # Only reachable if the route was deployed without the authorizer: refuse, loudly.
-        from image_common.errors import Unauthorized
-
         raise Unauthorized("Missing or invalid token.")
     return Caller(
         customer_id=int(customer),

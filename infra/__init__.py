@@ -1,0 +1,1 @@
+"""Infrastructure of the image generation service (AWS CDK v2): one construct per capability."""

@@ -1,0 +1,46 @@
+"""Builds the CDK app: settings from the context, the stack, and cdk-nag on every synth.
+
+Shared by ``app.py`` (``cdk synth``/``deploy``) and the infrastructure tests, so both
+synthesize the same thing; they differ only in where the dependencies layer comes from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+
+from infra.bundling import PROJECT_ROOT, LambdaAssets
+from infra.nag import apply_aws_solutions_checks
+from infra.settings import (
+    STAGE_CONTEXT_KEY,
+    STAGES_CONTEXT_KEY,
+    StageSettings,
+    load_stage_settings,
+)
+from infra.stack import ImageServiceStack
+
+CDK_JSON = PROJECT_ROOT / "cdk.json"
+# -c dependencies_layer=<folder>: use a prebuilt layer folder (holding python/) as it is.
+DEPENDENCIES_LAYER_CONTEXT_KEY = "dependencies_layer"
+
+
+def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
+    """The ``context`` of cdk.json — what the CDK CLI hands the app (tests use it directly)."""
+    return json.loads(path.read_text(encoding="utf-8")).get("context", {})
+
+
+def settings_from(app: App) -> StageSettings:
+    context = {
+        STAGE_CONTEXT_KEY: app.node.try_get_context(STAGE_CONTEXT_KEY),
+        STAGES_CONTEXT_KEY: app.node.try_get_context(STAGES_CONTEXT_KEY),
+    }
+    return load_stage_settings(context)
+
+
+def build_service(app: App, *, assets: LambdaAssets) -> ImageServiceStack:
+    stack = ImageServiceStack(app, settings=settings_from(app), assets=assets)
+    apply_aws_solutions_checks(app)
+    return stack

@@ -1,0 +1,312 @@
+"""Lambda functions and layers: the authorizer, generation, and the four Flux tasks.
+
+Every function runs on arm64 and ``RUNTIME``, with its own log group (retention per stage),
+its own role holding only what that function does, and memory and timeout from the stage
+settings. Layers: third-party dependencies (built by ``infra/bundling.py``), the shared
+``image_common`` code, and — for the authorizer in secret mode — the AWS Parameters and Secrets
+extension it reads the JWT secret through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import AssetHashType, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.bundling import ASSET_EXCLUDES, LambdaAssets
+from infra.constructs.secrets import ServiceSecrets
+from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
+from infra.log_retention import retention
+from infra.nag import acknowledge
+from infra.settings import FunctionSizing, StageSettings
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14  # infra/bundling.py builds the layer for the same version
+ARCHITECTURE = lambda_.Architecture.ARM_64
+PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
+JWT_SECRET_CACHE_TTL = Duration.minutes(5)
+POWERTOOLS_METRICS_NAMESPACE = "ImageService"
+# A direct invoke keeps a margin below the function timeout to shape a clean timeout answer.
+INVOKE_TIMEOUT_MARGIN_SECONDS = 10
+
+X_RAY_REASON = (
+    "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions; "
+    "'*' is the only resource AWS accepts for them."
+)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One function: what runs, how big, which layers, and what it may touch."""
+
+    id: str
+    description: str
+    handler: str
+    sizing: FunctionSizing
+    read_prefixes: tuple[str, ...] = ()
+    write_prefixes: tuple[str, ...] = ()
+    reads_provider_keys: bool = False
+    reads_jwt_secret: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+class ServiceFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StageSettings,
+        assets: LambdaAssets,
+        storage: ImageStorage,
+        secrets: ServiceSecrets,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._storage = storage
+        self._secrets = secrets
+        self._log_retention = retention(settings.log_retention_days)
+
+        self.dependencies_layer = lambda_.LayerVersion(
+            self,
+            "DependenciesLayer",
+            code=lambda_.Code.from_asset(
+                str(assets.dependencies_layer),
+                exclude=list(ASSET_EXCLUDES),
+                asset_hash=assets.dependencies_layer_hash,
+                asset_hash_type=AssetHashType.CUSTOM if assets.dependencies_layer_hash else None,
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Third-party packages (requirements.txt, pinned by constraints.txt)",
+        )
+        self.common_layer = lambda_.LayerVersion(
+            self,
+            "CommonLayer",
+            code=lambda_.Code.from_asset(str(assets.common_layer), exclude=list(ASSET_EXCLUDES)),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Shared service code: image_common (errors, envelope, settings)",
+        )
+        authorizer_code = lambda_.Code.from_asset(
+            str(assets.authorizer_code), exclude=list(ASSET_EXCLUDES)
+        )
+        generation_code = lambda_.Code.from_asset(
+            str(assets.generation_code), exclude=list(ASSET_EXCLUDES)
+        )
+
+        sizes = settings.functions
+        self.authorizer = self._function(
+            _Spec(
+                id="Authorizer",
+                description="Verifies bearer JWTs for the HTTP API (simple responses)",
+                handler="authorizer.handler",
+                sizing=sizes.authorizer,
+                reads_jwt_secret=True,
+                environment=self._authorizer_environment(),
+            ),
+            code=authorizer_code,
+            layers=[self.dependencies_layer],
+            params_and_secrets=self._params_and_secrets(),
+        )
+
+        service_env = self._service_environment(storage)
+        self.generation = self._function(
+            _Spec(
+                id="Generation",
+                description="Image generation: HTTP API (payload 2.0) and direct lambda:Invoke",
+                handler="generation.handler",
+                sizing=sizes.generation,
+                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                reads_provider_keys=True,
+                environment={
+                    **service_env,
+                    "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
+                        sizes.generation.timeout_seconds - INVOKE_TIMEOUT_MARGIN_SECONDS
+                    ),
+                },
+            ),
+            code=generation_code,
+            layers=[self.dependencies_layer, self.common_layer],
+        )
+
+        flux_task_specs = {
+            "submit": _Spec(
+                id="FluxSubmit",
+                description="Flux workflow: submit the job to Black Forest Labs",
+                handler="flux_tasks.submit",
+                sizing=sizes.flux_submit,
+                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),  # input images by stored key
+                write_prefixes=(JOBS_PREFIX,),
+                reads_provider_keys=True,
+                environment=service_env,
+            ),
+            "poll": _Spec(
+                id="FluxPoll",
+                description="Flux workflow: poll the job's status",
+                handler="flux_tasks.poll",
+                sizing=sizes.flux_poll,
+                read_prefixes=(JOBS_PREFIX,),
+                write_prefixes=(JOBS_PREFIX,),
+                reads_provider_keys=True,
+                environment=service_env,
+            ),
+            "store": _Spec(
+                id="FluxStore",
+                description="Flux workflow: download the image, store it, finish the job record",
+                handler="flux_tasks.store",
+                sizing=sizes.flux_store,
+                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                reads_provider_keys=True,
+                environment=service_env,
+            ),
+            "record_failure": _Spec(
+                id="FluxRecordFailure",
+                description="Flux workflow: write the job's final failed state",
+                handler="flux_tasks.record_failure",
+                sizing=sizes.flux_record_failure,
+                read_prefixes=(JOBS_PREFIX,),
+                write_prefixes=(JOBS_PREFIX,),
+                environment=service_env,
+            ),
+        }
+        # Other services attach this to their role to call generation directly (docs/deploy.md).
+        self.invoke_generation_policy = iam.ManagedPolicy(
+            self,
+            "InvokeGenerationPolicy",
+            description="Allows a direct lambda:Invoke of the image generation function",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"], resources=[self.generation.function_arn]
+                )
+            ],
+        )
+
+        self.flux_tasks: dict[str, lambda_.Function] = {
+            name: self._function(
+                spec, code=generation_code, layers=[self.dependencies_layer, self.common_layer]
+            )
+            for name, spec in flux_task_specs.items()
+        }
+
+    @property
+    def all(self) -> list[lambda_.Function]:
+        return [self.authorizer, self.generation, *self.flux_tasks.values()]
+
+    def _function(
+        self,
+        spec: _Spec,
+        *,
+        code: lambda_.Code,
+        layers: list[lambda_.ILayerVersion],
+        params_and_secrets: lambda_.ParamsAndSecretsLayerVersion | None = None,
+    ) -> lambda_.Function:
+        scope = Construct(self, spec.id)
+        log_group = logs.LogGroup(
+            scope,
+            "Logs",
+            retention=self._log_retention,
+            removal_policy=RemovalPolicy.DESTROY,  # logs follow the function, not the data
+        )
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{self._settings.resource_prefix} {spec.id} function",
+        )
+        # Instead of AWSLambdaBasicExecutionRole (any log group): write to its own group only.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        function = lambda_.Function(
+            scope,
+            "Function",
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=code,
+            layers=layers,
+            memory_size=spec.sizing.memory_mb,
+            timeout=Duration.seconds(spec.sizing.timeout_seconds),
+            role=role,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE if self._settings.functions.tracing else None,
+            environment={**self._powertools_environment(), **spec.environment},
+            params_and_secrets=params_and_secrets,
+            recursive_loop=lambda_.RecursiveLoop.TERMINATE,
+            # Nothing here is built for asynchronous invokes; a retry would bill a second image.
+            retry_attempts=0,
+        )
+        self._storage.grant_object_access(role, read=spec.read_prefixes, write=spec.write_prefixes)
+        self._storage.acknowledge_prefix_wildcards(
+            role, sorted(set(spec.read_prefixes) | set(spec.write_prefixes))
+        )
+        if spec.reads_provider_keys:
+            self._secrets.allow_reading_provider_keys(role)
+        if spec.reads_jwt_secret:
+            self._secrets.allow_reading_jwt_secret(role)
+        if self._settings.functions.tracing:
+            acknowledge(role, "IAM5", X_RAY_REASON, finding="Resource::*")
+        return function
+
+    def _powertools_environment(self) -> dict[str, str]:
+        return {
+            "POWERTOOLS_SERVICE_NAME": self._settings.resource_prefix,
+            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": self._settings.functions.log_level,
+        }
+
+    def _service_environment(self, storage: ImageStorage) -> dict[str, str]:
+        settings = self._settings
+        env = {
+            "IMAGE_BUCKET": storage.bucket.bucket_name,
+            "IMAGE_URL_MODE": settings.image_url.mode,
+            "PRESIGN_EXPIRES_SECONDS": str(settings.image_url.presign_expires_seconds),
+            "PROVIDER_SECRETS_ARN": self._secrets.provider_keys.secret_arn,
+            "PROVIDER_TIMEOUT_SECONDS": str(settings.functions.provider_timeout_seconds),
+            "ADMIN_SCOPE": settings.functions.admin_scope,
+            "JOB_BUDGET_SECONDS": str(settings.flux.budget_seconds),
+            "JOB_POLL_INTERVAL_SECONDS": str(settings.flux.interval_seconds),
+        }
+        if storage.cdn_domain:
+            env["IMAGE_CDN_DOMAIN"] = storage.cdn_domain
+        if settings.functions.enabled_retired_models:
+            env["ENABLED_RETIRED_MODELS"] = ",".join(settings.functions.enabled_retired_models)
+        return env
+
+    def _authorizer_environment(self) -> dict[str, str]:
+        jwt = self._settings.jwt
+        env = {
+            "JWT_ALGORITHMS": ",".join(jwt.effective_algorithms),
+            "JWT_CUSTOMER_CLAIM": jwt.customer_claim,
+            "JWT_LEEWAY_SECONDS": str(jwt.leeway_seconds),
+        }
+        if jwt.mode == "jwks":
+            env |= {
+                "JWT_JWKS_URL": str(jwt.jwks_url),
+                "JWT_ISSUER": str(jwt.issuer),
+                "JWT_AUDIENCE": ",".join(jwt.audience),
+            }
+        else:
+            assert self._secrets.jwt_secret is not None
+            env["JWT_SECRET_ARN"] = self._secrets.jwt_secret.secret_arn
+        return env
+
+    def _params_and_secrets(self) -> lambda_.ParamsAndSecretsLayerVersion | None:
+        if self._settings.jwt.mode != "secret":
+            return None
+        return lambda_.ParamsAndSecretsLayerVersion.from_version(
+            PARAMS_AND_SECRETS_VERSION,
+            cache_enabled=True,
+            secrets_manager_ttl=JWT_SECRET_CACHE_TTL,
+        )

@@ -1,0 +1,92 @@
+"""Secrets Manager: the provider API keys (one JSON secret) and the authorizer's JWT secret.
+
+The template holds ARNs only. A secret the stack creates starts with a generated value (random
+for the JWT secret, a placeholder JSON object for the provider keys); ops set the real values
+with ``aws secretsmanager put-secret-value`` (docs/deploy.md). A stage may instead point at an
+existing secret by its complete ARN.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.settings import StageSettings
+
+JWT_SECRET_LENGTH = 64  # characters; HS256 needs at least 32 bytes
+PROVIDER_KEY_NAMES = (
+    "OPENAI_API_KEY",
+    "STABILITY_API_KEY",
+    "BFL_API_KEY",
+    "GEMINI_API_KEY",
+    "XAI_API_KEY",
+)
+ROTATION_REASON = (
+    "Provider API keys are issued and rotated in each provider's console, and the JWT secret "
+    "is shared with the token issuer: neither can be rotated by a Lambda alone. Ops rotate "
+    "them with put-secret-value (docs/deploy.md); functions re-read them within the hour."
+)
+
+
+class ServiceSecrets(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if settings.storage.retain_data else RemovalPolicy.DESTROY
+        prefix = settings.resource_prefix
+
+        if settings.provider_secret_arn:
+            self.provider_keys = secretsmanager.Secret.from_secret_complete_arn(
+                self, "ProviderKeys", settings.provider_secret_arn
+            )
+        else:
+            self.provider_keys = secretsmanager.Secret(
+                self,
+                "ProviderKeys",
+                secret_name=f"{prefix}/provider-api-keys",
+                description="JSON object of provider API keys: " + ", ".join(PROVIDER_KEY_NAMES),
+                # A generated placeholder keeps any value out of the template; ops replace it.
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    secret_string_template="{}",
+                    generate_string_key="placeholder",
+                ),
+                removal_policy=removal,
+            )
+            acknowledge(self.provider_keys, "SMG4", ROTATION_REASON)
+
+        self.jwt_secret: secretsmanager.ISecret | None = None
+        if settings.jwt.mode == "secret":
+            if settings.jwt.secret_arn:
+                self.jwt_secret = secretsmanager.Secret.from_secret_complete_arn(
+                    self, "JwtSecret", settings.jwt.secret_arn
+                )
+            else:
+                self.jwt_secret = secretsmanager.Secret(
+                    self,
+                    "JwtSecret",
+                    secret_name=f"{prefix}/jwt-hs256-secret",
+                    description="HS256 key the authorizer verifies bearer tokens with",
+                    generate_secret_string=secretsmanager.SecretStringGenerator(
+                        password_length=JWT_SECRET_LENGTH, exclude_punctuation=True
+                    ),
+                    removal_policy=removal,
+                )
+                acknowledge(self.jwt_secret, "SMG4", ROTATION_REASON)
+
+    def allow_reading_provider_keys(self, grantee: iam.IGrantable) -> None:
+        _allow_get_secret_value(grantee, self.provider_keys)
+
+    def allow_reading_jwt_secret(self, grantee: iam.IGrantable) -> None:
+        if self.jwt_secret is not None:
+            _allow_get_secret_value(grantee, self.jwt_secret)
+
+
+def _allow_get_secret_value(grantee: iam.IGrantable, secret: secretsmanager.ISecret) -> None:
+    # GetSecretValue on this one secret only (grant_read would add DescribeSecret too).
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
+        )
+    )

@@ -1,0 +1,273 @@
+"""Typed per-stage settings, read from the ``cdk.json`` context.
+
+``cdk.json`` holds ``"stages": {"dev": {...}, "prod": {...}}`` and a default ``"stage"``; pick
+another with ``-c stage=prod``. Each stage lists only what differs from the defaults below, and
+is validated here, so a typo or an out-of-range value fails synth with a message that names the
+setting — never a half-configured deployment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+STAGE_CONTEXT_KEY = "stage"
+STAGES_CONTEXT_KEY = "stages"
+SERVICE_NAME = "image-service"
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+SECRET_COMPLETE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
+)
+SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class SettingsError(ValueError):
+    """The cdk.json context does not describe a deployable stage; the message says what to fix."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JwtSettings(_Settings):
+    """How the authorizer verifies tokens: a shared HS* secret, or an identity provider's JWKS."""
+
+    mode: Literal["secret", "jwks"] = "secret"
+    # secret mode: the stack creates the secret, unless a complete ARN of an existing one is given
+    secret_arn: str | None = Field(default=None, pattern=SECRET_COMPLETE_ARN.pattern)
+    # jwks mode
+    jwks_url: str | None = Field(default=None, pattern=r"^https://[^\s/]+(/\S*)?$")
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ()  # empty: HS256 (secret) or RS256, ES256 (jwks)
+    customer_claim: str = Field(default="customer_id", min_length=1)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _mode_is_complete(self) -> Self:
+        if self.mode == "jwks":
+            missing = [n for n in ("jwks_url", "issuer") if not getattr(self, n)]
+            if not self.audience:
+                missing.append("audience")
+            if missing:
+                raise ValueError(f"jwks mode needs {', '.join(missing)}")
+            if self.secret_arn:
+                raise ValueError("secret_arn is only used in secret mode")
+            if set(self.algorithms) & HMAC_ALGORITHMS:
+                raise ValueError("jwks mode accepts only asymmetric algorithms")
+        else:
+            if self.jwks_url or self.issuer or self.audience:
+                raise ValueError("jwks_url, issuer and audience are only used in jwks mode")
+            if set(self.algorithms) - HMAC_ALGORITHMS:
+                raise ValueError("secret mode accepts only HS256, HS384 or HS512")
+        unknown = set(self.algorithms) - HMAC_ALGORITHMS - ASYMMETRIC_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported algorithm(s): {', '.join(sorted(unknown))}")
+        return self
+
+    @property
+    def effective_algorithms(self) -> tuple[str, ...]:
+        if self.algorithms:
+            return self.algorithms
+        return ("RS256", "ES256") if self.mode == "jwks" else ("HS256",)
+
+
+class ImageUrlSettings(_Settings):
+    """What ``image_url`` is: a presigned S3 GET, or a stable URL behind CloudFront (OAC)."""
+
+    mode: Literal["presigned", "cloudfront"] = "presigned"
+    presign_expires_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    cloudfront_price_class: Literal["PRICE_CLASS_100", "PRICE_CLASS_200", "PRICE_CLASS_ALL"] = (
+        "PRICE_CLASS_100"
+    )
+    # Optional custom domain for stable URLs, with its ACM certificate (in us-east-1); without
+    # them the distribution's *.cloudfront.net name is used.
+    cdn_domain_name: str | None = Field(default=None, pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
+    cdn_certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+$"
+    )
+
+    @model_validator(mode="after")
+    def _domain_needs_certificate(self) -> Self:
+        if bool(self.cdn_domain_name) != bool(self.cdn_certificate_arn):
+            raise ValueError("cdn_domain_name and cdn_certificate_arn go together")
+        if self.cdn_domain_name and self.mode != "cloudfront":
+            raise ValueError("cdn_domain_name is only used in cloudfront mode")
+        return self
+
+
+class FunctionSizing(_Settings):
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_seconds: int = Field(ge=1, le=900)
+
+
+# Sized for what each does. The authorizer verifies a signature (CPU-light, on every request);
+# generation holds image bytes in memory and, on a direct invoke, may wait for a Flux job —
+# behind the API its answer is cut at API Gateway's 30 s anyway; the Flux tasks make one
+# provider call each, and `store` downloads and writes the image.
+AUTHORIZER_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=10)
+GENERATION_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=120)
+FLUX_SUBMIT_SIZING = FunctionSizing(memory_mb=512, timeout_seconds=40)  # may wait on a claim
+FLUX_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
+FLUX_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
+FLUX_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
+
+
+class FunctionsSettings(_Settings):
+    authorizer: FunctionSizing = AUTHORIZER_SIZING
+    generation: FunctionSizing = GENERATION_SIZING
+    flux_submit: FunctionSizing = FLUX_SUBMIT_SIZING
+    flux_poll: FunctionSizing = FLUX_POLL_SIZING
+    flux_store: FunctionSizing = FLUX_STORE_SIZING
+    flux_record_failure: FunctionSizing = FLUX_RECORD_FAILURE_SIZING
+    # Provider call budget on the HTTP path: must leave room inside API Gateway's 30 s.
+    provider_timeout_seconds: int = Field(default=25, ge=1, le=27)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    admin_scope: str = Field(default="images:admin", min_length=1)
+    # Retired models this stage's provider accounts still serve (see the model registry).
+    enabled_retired_models: tuple[str, ...] = ()
+    tracing: bool = True
+
+
+class ApiSettings(_Settings):
+    throttle_rate_limit: float = Field(default=50, gt=0, le=10000)  # steady requests / second
+    throttle_burst_limit: int = Field(default=100, gt=0, le=5000)
+    # Authorizer results are cached per Authorization header value; 0 turns the cache off.
+    authorizer_cache_seconds: int = Field(default=60, ge=0, le=3600)
+    cors_allowed_origins: tuple[str, ...] = ()
+    cors_max_age_seconds: int = Field(default=3600, ge=0, le=86400)
+
+
+class StorageSettings(_Settings):
+    job_record_expiration_days: int = Field(default=30, ge=1)
+    image_expiration_days: int | None = Field(default=None, ge=1)  # None: images are kept
+    access_log_expiration_days: int = Field(default=90, ge=1)
+    # Keep the buckets and secrets when the stack is deleted (data outlives a redeploy).
+    retain_data: bool = True
+
+
+class FluxSettings(_Settings):
+    """Passed to the generation function, which puts them in each execution's input."""
+
+    interval_seconds: int = Field(default=1, ge=1, le=10)
+    budget_seconds: int = Field(default=60, ge=10, le=240)
+    # Execution data holds prompts: log it only where that is acceptable (dev).
+    log_execution_data: bool = False
+
+
+class MonitoringSettings(_Settings):
+    alarm_topic_arn: str | None = Field(default=None, pattern=SNS_TOPIC_ARN.pattern)
+    alarm_emails: tuple[str, ...] = ()
+    api_5xx_rate_percent: float = Field(default=5.0, gt=0, le=100)
+    api_5xx_min_requests: int = Field(default=20, ge=1)  # below this volume the rate is noise
+    function_errors_threshold: int = Field(default=1, ge=1)
+    throttles_threshold: int = Field(default=1, ge=1)
+    flux_failures_threshold: int = Field(default=3, ge=1)
+    period_minutes: int = Field(default=5, ge=1, le=60)
+    evaluation_periods: int = Field(default=1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _emails_are_emails(self) -> Self:
+        bad = [e for e in self.alarm_emails if not EMAIL.match(e)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        if self.alarm_topic_arn and self.alarm_emails:
+            raise ValueError("subscribe emails to the existing alarm topic, not here")
+        return self
+
+
+class StageSettings(_Settings):
+    """Everything that differs between stages. ``name`` comes from the key in ``stages``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    log_retention_days: int = 30
+    provider_secret_arn: str | None = Field(default=None, pattern=SECRET_COMPLETE_ARN.pattern)
+    jwt: JwtSettings = JwtSettings()
+    image_url: ImageUrlSettings = ImageUrlSettings()
+    functions: FunctionsSettings = FunctionsSettings()
+    api: ApiSettings = ApiSettings()
+    storage: StorageSettings = StorageSettings()
+    flux: FluxSettings = FluxSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
+            )
+        # A direct invoke of a Flux request waits for the whole job.
+        if self.functions.generation.timeout_seconds <= self.flux.budget_seconds:
+            raise ValueError("functions.generation.timeout_seconds must exceed flux.budget_seconds")
+        return self
+
+    @property
+    def stack_name(self) -> str:
+        return f"ImageService-{self.name}"
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"{SERVICE_NAME}-{self.name}"
+
+
+def load_stage_settings(context: Mapping[str, Any], stage: str | None = None) -> StageSettings:
+    """The selected stage's settings, validated; ``SettingsError`` names what is wrong."""
+    stage = stage or context.get(STAGE_CONTEXT_KEY)
+    stages = context.get(STAGES_CONTEXT_KEY)
+    if not isinstance(stages, Mapping) or not stages:
+        raise SettingsError(f'cdk.json context has no "{STAGES_CONTEXT_KEY}" object')
+    if not stage:
+        raise SettingsError(f"no stage selected: pass -c {STAGE_CONTEXT_KEY}=<{'|'.join(stages)}>")
+    if stage not in stages:
+        raise SettingsError(
+            f"unknown stage {stage!r}; cdk.json defines: {', '.join(sorted(stages))}"
+        )
+    raw = stages[stage]
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"stages.{stage} must be an object")
+    try:
+        return StageSettings.model_validate({**raw, "name": stage})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"stages.{stage}{''.join(_path(e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings for stage {stage!r}: {problems}") from None
+
+
+def _path(loc: tuple[int | str, ...]) -> list[str]:
+    return [f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc]

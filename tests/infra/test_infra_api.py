@@ -1,0 +1,124 @@
+"""HTTP API: the authorizer's wiring, which routes it guards, throttling, access logs, CORS."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk.assertions import Match
+
+from infra.constructs.api import ACCESS_LOG_FORMAT
+
+AUTHORIZED_ROUTES = {"POST /image/generate", "GET /image/jobs/{job_id}", "GET /image/models"}
+OPEN_ROUTES = {"GET /health"}
+
+
+def _routes(synth) -> dict[str, dict]:
+    return {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGatewayV2::Route").values()
+    }
+
+
+def _authorizer(synth) -> tuple[str, dict]:
+    (logical_id, resource), *others = synth.resources("AWS::ApiGatewayV2::Authorizer").items()
+    assert not others
+    return logical_id, resource["Properties"]
+
+
+def test_authorizer_is_the_lambda_with_payload_2_and_simple_responses(synthesized):
+    _, authorizer = _authorizer(synthesized)
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer["EnableSimpleResponses"] is True
+    uri = json.dumps(authorizer["AuthorizerUri"])
+    assert synthesized.logical_id(synthesized.stack.node.find_child("Functions").authorizer) in uri
+
+
+def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
+    for synth, ttl in ((dev, 60), (prod, 300)):
+        _, authorizer = _authorizer(synth)
+        assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
+        assert authorizer["AuthorizerResultTtlInSeconds"] == ttl
+
+
+def test_exactly_the_four_routes_exist(synthesized):
+    assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPEN_ROUTES
+
+
+def test_image_routes_require_the_authorizer_and_health_is_open(synthesized):
+    authorizer_id, _ = _authorizer(synthesized)
+    for key, route in _routes(synthesized).items():
+        if key in AUTHORIZED_ROUTES:
+            assert route["AuthorizationType"] == "CUSTOM", key
+            assert route["AuthorizerId"] == {"Ref": authorizer_id}, key
+        else:
+            assert route["AuthorizationType"] == "NONE", key
+            assert "AuthorizerId" not in route
+
+
+def test_routes_go_to_the_generation_function_with_payload_2_within_29_seconds(synthesized):
+    synthesized.template.resource_count_is("AWS::ApiGatewayV2::Integration", 1)
+    generation = synthesized.logical_id(synthesized.stack.node.find_child("Functions").generation)
+    synthesized.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration",
+        {
+            "IntegrationType": "AWS_PROXY",
+            "PayloadFormatVersion": "2.0",
+            "TimeoutInMillis": 29000,
+            "IntegrationUri": {"Fn::GetAtt": [generation, "Arn"]},
+        },
+    )
+
+
+def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):
+    permissions = [p["Properties"] for p in dev.resources("AWS::Lambda::Permission").values()]
+    assert {p["Principal"] for p in permissions} == {"apigateway.amazonaws.com"}
+    for permission in permissions:
+        source = json.dumps(permission["SourceArn"])
+        assert "/*/*/image" in source or "/*/*/health" in source or "/authorizers/" in source
+
+
+def test_default_stage_throttles_per_stage_settings(dev, prod):
+    for synth in (dev, prod):
+        api = synth.settings.api
+        synth.template.has_resource_properties(
+            "AWS::ApiGatewayV2::Stage",
+            {
+                "StageName": "$default",
+                "AutoDeploy": True,
+                "DefaultRouteSettings": {
+                    "ThrottlingRateLimit": api.throttle_rate_limit,
+                    "ThrottlingBurstLimit": api.throttle_burst_limit,
+                },
+            },
+        )
+
+
+def test_access_logs_are_json_without_the_token(synthesized):
+    (stage,) = synthesized.resources("AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert json.loads(settings["Format"]) == ACCESS_LOG_FORMAT
+    assert "authorization" not in settings["Format"].lower().replace("authorizer", "")
+    assert "Fn::GetAtt" in settings["DestinationArn"]
+    synthesized.template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"RetentionInDays": synthesized.settings.log_retention_days}
+    )
+
+
+def test_cors_allows_the_stage_origins_and_the_authorization_header(dev):
+    dev.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {
+            "ProtocolType": "HTTP",
+            "CorsConfiguration": {
+                "AllowOrigins": ["http://localhost:3000"],
+                "AllowHeaders": Match.array_with(["authorization", "content-type"]),
+                "AllowMethods": Match.array_with(["GET", "POST"]),
+            },
+        },
+    )
+
+
+def test_no_cors_when_a_stage_lists_no_origins(prod):
+    (api,) = prod.resources("AWS::ApiGatewayV2::Api").values()
+    assert "CorsConfiguration" not in api["Properties"]

@@ -1,0 +1,275 @@
+"""Lambda functions: runtime and sizes, layers, logs, environment, and least-privilege roles."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.bundling import LAMBDA_PYTHON_VERSION
+from infra.constructs.functions import RUNTIME
+
+HANDLERS = {
+    "authorizer.handler",
+    "generation.handler",
+    "flux_tasks.submit",
+    "flux_tasks.poll",
+    "flux_tasks.store",
+    "flux_tasks.record_failure",
+}
+
+
+def _functions(synth) -> dict[str, dict]:
+    """Handler → function properties."""
+    return {
+        r["Properties"]["Handler"]: r["Properties"]
+        for r in synth.resources("AWS::Lambda::Function").values()
+    }
+
+
+def _statements(synth, handler: str) -> list[dict]:
+    """Every statement of the role that the function with ``handler`` runs as."""
+    role_id = _functions(synth)[handler]["Role"]["Fn::GetAtt"][0]
+    statements = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    (role,) = [r for i, r in synth.resources("AWS::IAM::Role").items() if i == role_id]
+    assert "ManagedPolicyArns" not in role["Properties"]  # no AWS managed policy, no wildcards
+    return statements
+
+
+def _actions(statement: dict) -> set[str]:
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def _resources(statement: dict) -> list:
+    resources = statement["Resource"]
+    return resources if isinstance(resources, list) else [resources]
+
+
+def _bucket_prefixes(synth, statement: dict) -> set[str]:
+    bucket = synth.logical_id(synth.stack.node.find_child("Storage").bucket)
+    prefixes = set()
+    for resource in _resources(statement):
+        parts = resource["Fn::Join"][1]
+        assert parts[0] == {"Fn::GetAtt": [bucket, "Arn"]}
+        prefixes.add(parts[1])
+    return prefixes
+
+
+def _grants(synth, handler: str) -> dict[str, set]:
+    """S3 action → object key patterns it is allowed on."""
+    grants: dict[str, set] = {}
+    for statement in _statements(synth, handler):
+        for action in _actions(statement) & {"s3:GetObject", "s3:PutObject"}:
+            grants.setdefault(action, set()).update(_bucket_prefixes(synth, statement))
+    return grants
+
+
+def test_every_function_runs_on_arm64_and_the_layer_build_python(synthesized):
+    functions = _functions(synthesized)
+    assert set(functions) == HANDLERS
+    for props in functions.values():
+        assert props["Architectures"] == ["arm64"]
+        assert props["Runtime"] == RUNTIME.name == f"python{LAMBDA_PYTHON_VERSION}"
+
+
+@pytest.mark.parametrize(
+    ("handler", "sizing"),
+    [
+        ("authorizer.handler", "authorizer"),
+        ("generation.handler", "generation"),
+        ("flux_tasks.submit", "flux_submit"),
+        ("flux_tasks.poll", "flux_poll"),
+        ("flux_tasks.store", "flux_store"),
+        ("flux_tasks.record_failure", "flux_record_failure"),
+    ],
+)
+def test_memory_and_timeout_come_from_the_stage_settings(dev, handler, sizing):
+    expected = getattr(dev.settings.functions, sizing)
+    props = _functions(dev)[handler]
+    assert (props["MemorySize"], props["Timeout"]) == (expected.memory_mb, expected.timeout_seconds)
+
+
+def test_generation_outlives_the_flux_budget_for_direct_invokes(synthesized):
+    generation = _functions(synthesized)["generation.handler"]
+    assert generation["Timeout"] > synthesized.settings.flux.budget_seconds
+    env = generation["Environment"]["Variables"]
+    assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) < generation["Timeout"]
+    assert int(env["PROVIDER_TIMEOUT_SECONDS"]) < 29  # the HTTP path lives inside API Gateway's
+
+
+def test_each_function_logs_to_its_own_group_with_the_stage_retention(synthesized):
+    groups = synthesized.resources("AWS::Logs::LogGroup")
+    seen = set()
+    for props in _functions(synthesized).values():
+        group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[group_id]["Properties"]["RetentionInDays"] == (
+            synthesized.settings.log_retention_days
+        )
+        seen.add(group_id)
+    assert len(seen) == len(HANDLERS)
+
+
+def test_layers_dependencies_everywhere_common_code_where_the_service_runs(dev):
+    layer_ids = {
+        r["Properties"]["Description"].split()[0]: i
+        for i, r in dev.resources("AWS::Lambda::LayerVersion").items()
+    }
+    dependencies, common = {"Ref": layer_ids["Third-party"]}, {"Ref": layer_ids["Shared"]}
+    for handler, props in _functions(dev).items():
+        assert dependencies in props["Layers"]
+        assert (common in props["Layers"]) == (handler != "authorizer.handler")
+    for layer in dev.resources("AWS::Lambda::LayerVersion").values():
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME.name]
+
+
+def test_service_functions_know_the_bucket_url_mode_and_secret(dev, prod):
+    for synth, mode in ((dev, "presigned"), (prod, "cloudfront")):
+        bucket = synth.logical_id(synth.stack.node.find_child("Storage").bucket)
+        secret = synth.logical_id(synth.stack.node.find_child("Secrets").provider_keys)
+        for handler, props in _functions(synth).items():
+            if handler == "authorizer.handler":
+                continue
+            env = props["Environment"]["Variables"]
+            assert env["IMAGE_BUCKET"] == {"Ref": bucket}
+            assert env["IMAGE_URL_MODE"] == mode
+            assert env["PROVIDER_SECRETS_ARN"] == {"Ref": secret}
+            assert ("IMAGE_CDN_DOMAIN" in env) == (mode == "cloudfront")
+            assert ("FLUX_STATE_MACHINE_ARN" in env) == (handler == "generation.handler")
+            assert env["POWERTOOLS_SERVICE_NAME"] == synth.settings.resource_prefix
+
+
+def _as_deployed(variables: dict) -> dict[str, str]:
+    """The environment with CloudFormation references replaced by plausible values."""
+    return {
+        name: value if isinstance(value, str) else f"resolved-{name.lower()}"
+        for name, value in variables.items()
+    }
+
+
+def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
+    from image_common.settings import ServiceSettings, load_settings
+
+    for synth in (dev, prod):
+        for handler, props in _functions(synth).items():
+            if handler == "authorizer.handler":
+                continue
+            env = _as_deployed(props["Environment"]["Variables"])
+            unknown = {
+                name
+                for name in env
+                if name.lower() not in ServiceSettings.model_fields
+                and not name.startswith("POWERTOOLS_")
+            }
+            assert unknown == set(), handler  # a typo here would be silently ignored
+            settings = load_settings(env)
+            assert settings.image_url_mode == synth.settings.image_url.mode
+
+
+def test_authorizer_code_accepts_the_environment_the_stack_gives_it(dev, jwks):
+    from jwt_authorizer.settings import AuthorizerSettings
+
+    dev_env = _as_deployed(_functions(dev)["authorizer.handler"]["Environment"]["Variables"])
+    assert AuthorizerSettings.from_env(dev_env).secret_arn == "resolved-jwt_secret_arn"
+    jwks_env = _as_deployed(_functions(jwks)["authorizer.handler"]["Environment"]["Variables"])
+    assert AuthorizerSettings.from_env(jwks_env).uses_jwks
+
+
+def test_authorizer_in_secret_mode_reads_the_jwt_secret_through_the_extension(dev):
+    props = _functions(dev)["authorizer.handler"]
+    env = props["Environment"]["Variables"]
+    secret = dev.logical_id(dev.stack.node.find_child("Secrets").jwt_secret)
+    assert env["JWT_SECRET_ARN"] == {"Ref": secret}
+    assert env["JWT_ALGORITHMS"] == "HS256"
+    assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
+    assert any("Fn::FindInMap" in layer for layer in props["Layers"])  # the extension's ARN
+    assert not {"JWT_JWKS_URL", "JWT_SECRET"} & set(env)
+
+
+def test_authorizer_in_jwks_mode_has_issuer_audience_and_no_secret(jwks):
+    props = _functions(jwks)["authorizer.handler"]
+    env = props["Environment"]["Variables"]
+    assert env["JWT_JWKS_URL"] == "https://issuer.example.com/.well-known/jwks.json"
+    assert env["JWT_ISSUER"] == "https://issuer.example.com/"
+    assert env["JWT_AUDIENCE"] == "image-service"
+    assert env["JWT_ALGORITHMS"] == "RS256,ES256"
+    assert not {"JWT_SECRET_ARN", "JWT_SECRET"} & set(env)
+    assert not any("Fn::FindInMap" in layer for layer in props["Layers"])
+
+
+def test_generation_may_write_only_customers_and_jobs(synthesized):
+    assert _grants(synthesized, "generation.handler") == {
+        "s3:GetObject": {"/customers/*", "/jobs/*"},
+        "s3:PutObject": {"/customers/*", "/jobs/*"},
+    }
+
+
+def test_generation_may_start_only_its_state_machine_and_read_only_its_secret(synthesized):
+    stack = synthesized.stack
+    workflow = stack.resolve(stack.node.find_child("FluxWorkflow").state_machine.state_machine_arn)
+    secret = stack.resolve(stack.node.find_child("Secrets").provider_keys.secret_arn)
+    statements = _statements(synthesized, "generation.handler")
+    starts = [s for s in statements if any(a.startswith("states:") for a in _actions(s))]
+    assert [(_actions(s), _resources(s)) for s in starts] == [
+        ({"states:StartExecution"}, [workflow])
+    ]
+    reads = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
+    assert [(_actions(s), _resources(s)) for s in reads] == [
+        ({"secretsmanager:GetSecretValue"}, [secret])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        (
+            "flux_tasks.submit",
+            {"s3:GetObject": {"/customers/*", "/jobs/*"}, "s3:PutObject": {"/jobs/*"}},
+        ),
+        ("flux_tasks.poll", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
+        (
+            "flux_tasks.store",
+            {
+                "s3:GetObject": {"/customers/*", "/jobs/*"},
+                "s3:PutObject": {"/customers/*", "/jobs/*"},
+            },
+        ),
+        ("flux_tasks.record_failure", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
+        ("authorizer.handler", {}),
+    ],
+)
+def test_each_flux_task_and_the_authorizer_touch_only_their_prefixes(dev, handler, expected):
+    assert _grants(dev, handler) == expected
+
+
+def test_no_function_has_wildcard_actions_or_resources_beyond_x_ray(synthesized):
+    for handler in HANDLERS:
+        for statement in _statements(synthesized, handler):
+            assert statement["Effect"] == "Allow"
+            assert not any("*" in action for action in _actions(statement)), statement
+            if "*" in _resources(statement):
+                assert _actions(statement) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_each_function_writes_only_to_its_own_log_group(dev):
+    for handler, props in _functions(dev).items():
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        log_statements = [
+            s for s in _statements(dev, handler) if any(a.startswith("logs:") for a in _actions(s))
+        ]
+        assert [_resources(s) for s in log_statements] == [[{"Fn::GetAtt": [group, "Arn"]}]]
+
+
+def test_other_services_get_an_invoke_policy_for_generation_only(dev):
+    generation = dev.logical_id(dev.stack.node.find_child("Functions").generation)
+    (policy,) = dev.resources("AWS::IAM::ManagedPolicy").values()
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [generation, "Arn"]},
+        }
+    ]
+    assert "InvokeGenerationPolicyArn" in dev.template_json["Outputs"]

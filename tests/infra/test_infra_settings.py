@@ -1,0 +1,118 @@
+"""Per-stage settings from cdk.json: every stage validates, and mistakes fail with a clear name."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.application import cdk_json_context
+from infra.settings import SettingsError, StageSettings, load_stage_settings
+
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:image/jwt-AbCdEf"
+
+
+def _load(stage_settings: dict, stage: str = "test") -> StageSettings:
+    return load_stage_settings({"stage": stage, "stages": {stage: stage_settings}})
+
+
+def test_every_stage_in_cdk_json_is_valid():
+    context = cdk_json_context()
+    assert context["stage"] in context["stages"]
+    for stage in context["stages"]:
+        settings = load_stage_settings(context, stage)
+        assert settings.name == stage
+        assert settings.stack_name == f"ImageService-{stage}"
+
+
+def test_dev_and_prod_differ_where_they_should():
+    context = cdk_json_context()
+    dev, prod = load_stage_settings(context, "dev"), load_stage_settings(context, "prod")
+    assert (dev.image_url.mode, prod.image_url.mode) == ("presigned", "cloudfront")
+    assert (dev.storage.retain_data, prod.storage.retain_data) == (False, True)
+    assert prod.log_retention_days > dev.log_retention_days
+    assert not prod.flux.log_execution_data  # prompts stay out of prod logs
+
+
+def test_unknown_stage_lists_the_defined_ones():
+    with pytest.raises(
+        SettingsError, match=r"unknown stage 'staging'; cdk.json defines: dev, prod"
+    ):
+        load_stage_settings(cdk_json_context(), "staging")
+
+
+def test_missing_stages_object_is_reported():
+    with pytest.raises(SettingsError, match='no "stages" object'):
+        load_stage_settings({"stage": "dev"})
+
+
+def test_a_bad_value_names_its_path():
+    with pytest.raises(SettingsError) as error:
+        _load({"image_url": {"presign_expires_seconds": 10}})
+    assert "stages.test.image_url.presign_expires_seconds" in str(error.value)
+
+
+def test_a_misspelt_setting_is_rejected_not_ignored():
+    with pytest.raises(SettingsError, match=r"stages.test.functions.memroy"):
+        _load({"functions": {"memroy": 512}})
+
+
+def test_log_retention_must_be_a_cloudwatch_period():
+    with pytest.raises(SettingsError, match="log_retention_days must be one of"):
+        _load({"log_retention_days": 10})
+
+
+def test_jwks_mode_needs_url_issuer_and_audience():
+    with pytest.raises(SettingsError, match="jwks mode needs jwks_url, issuer, audience"):
+        _load({"jwt": {"mode": "jwks"}})
+
+
+def test_jwks_url_must_be_https():
+    with pytest.raises(SettingsError, match="jwt.jwks_url"):
+        _load({"jwt": {"mode": "jwks", "jwks_url": "http://x/", "issuer": "i", "audience": ["a"]}})
+
+
+def test_secret_mode_rejects_asymmetric_algorithms_and_jwks_fields():
+    with pytest.raises(SettingsError, match="secret mode accepts only HS256"):
+        _load({"jwt": {"algorithms": ["RS256"]}})
+    with pytest.raises(SettingsError, match="only used in jwks mode"):
+        _load({"jwt": {"issuer": "https://issuer/"}})
+
+
+def test_an_existing_secret_needs_its_complete_arn():
+    assert _load({"jwt": {"secret_arn": SECRET_ARN}}).jwt.secret_arn == SECRET_ARN
+    with pytest.raises(SettingsError, match="jwt.secret_arn"):
+        _load({"jwt": {"secret_arn": SECRET_ARN.removesuffix("-AbCdEf")}})
+
+
+def test_generation_must_outlive_the_flux_budget():
+    with pytest.raises(SettingsError, match="must exceed flux.budget_seconds"):
+        _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 60}}})
+
+
+def test_the_http_path_provider_timeout_fits_api_gateway():
+    with pytest.raises(SettingsError, match="provider_timeout_seconds"):
+        _load({"functions": {"provider_timeout_seconds": 29}})
+
+
+def test_a_custom_cdn_domain_needs_its_certificate_and_cloudfront_mode():
+    with pytest.raises(SettingsError, match="go together"):
+        _load({"image_url": {"mode": "cloudfront", "cdn_domain_name": "img.example.com"}})
+    certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0000-1111"
+    with pytest.raises(SettingsError, match="only used in cloudfront mode"):
+        _load(
+            {
+                "image_url": {
+                    "cdn_domain_name": "img.example.com",
+                    "cdn_certificate_arn": certificate,
+                }
+            }
+        )
+
+
+def test_alarm_emails_are_checked():
+    with pytest.raises(SettingsError, match="not an email address: ops"):
+        _load({"monitoring": {"alarm_emails": ["ops"]}})
+
+
+def test_stage_names_become_resource_names_so_they_are_restricted():
+    with pytest.raises(SettingsError, match="stages.Prod_1.name"):
+        _load({}, stage="Prod_1")
