@@ -35,7 +35,7 @@ def test_authorizer_is_the_lambda_with_payload_2_and_simple_responses(synthesize
 
 
 def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
-    for synth, ttl in ((dev, 60), (prod, 300)):
+    for synth, ttl in ((dev, 60), (prod, 60)):
         _, authorizer = _authorizer(synth)
         assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
         assert authorizer["AuthorizerResultTtlInSeconds"] == ttl
