@@ -1,6 +1,6 @@
 """Lambda entry points of the Flux workflow (``infra/flux_definition.py``): submit, poll, store
 and record_failure. Each takes the job's small state and returns it extended; the work is in
-``image_service.jobs.JobWorkflow``. The local stack's ``LocalJobRunner`` calls these same
+``image_service.job_workflow.JobWorkflow``. The local stack's ``LocalJobRunner`` calls these same
 functions, in the state machine's order.
 """
 
@@ -13,7 +13,8 @@ from aws_lambda_powertools import Logger
 
 from image_common.errors import ImageServiceError, InternalError
 from image_common.settings import ServiceSettings, get_settings
-from image_service.jobs import JobStore, JobWorkflow
+from image_service.job_workflow import JobWorkflow
+from image_service.jobs import JobStore
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 

@@ -20,8 +20,9 @@ import requests
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from image_service import jobs
-from image_service.jobs import StepFunctionsJobRunner, record_key
+from image_service import job_workflow, jobs
+from image_service.job_runners import StepFunctionsJobRunner
+from image_service.jobs import record_key
 from image_service.models import parse_request
 from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
@@ -140,7 +141,7 @@ def loop(times: int) -> list[str]:
 def test_the_handlers_use_the_definitions_statuses_and_errors():
     for name in ("STATUS_READY", "STATUS_PENDING", "STATUS_MODERATED", "STATUS_ERROR",
                  "STATUS_TIMED_OUT", "ERROR_MODERATED", "ERROR_PROVIDER", "ERROR_TIMEOUT"):
-        assert getattr(jobs, name) == getattr(flux_definition, name), name  # fmt: skip
+        assert getattr(job_workflow, name) == getattr(flux_definition, name), name  # fmt: skip
 
 
 def test_the_wait_reads_the_interval_from_the_input():

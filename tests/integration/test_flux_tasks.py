@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from image_common.errors import ProviderError, ProviderRateLimited
-from image_service.jobs import JobStore, JobWorkflow, input_key, record_key
+from image_service.job_workflow import JobWorkflow
+from image_service.jobs import JobStore, input_key, record_key
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 from tests.conftest import (

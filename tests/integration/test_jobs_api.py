@@ -13,7 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from image_service.jobs import JobRecord, JobStore, LocalJobRunner, new_job_id, utcnow
+from image_service.job_runners import LocalJobRunner
+from image_service.jobs import JobRecord, JobStore, new_job_id, utcnow
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 from tests.conftest import (

@@ -18,13 +18,13 @@ from aws_lambda_powertools import Logger
 from image_common.errors import Forbidden, NotFound
 from image_common.settings import ServiceSettings
 from image_service.inputs import load_input_image
+from image_service.job_runners import job_runner_for
 from image_service.jobs import (
     JobRecord,
     JobRunner,
     JobService,
     JobStore,
     final_answer,
-    job_runner_for,
 )
 from image_service.models import ImageGenerationRequest
 from image_service.normalize import normalize_settings

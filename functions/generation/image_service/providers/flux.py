@@ -48,6 +48,7 @@ from image_service.providers.base import (
     ProviderRequest,
     ProviderResult,
     SettingWarning,
+    merge_provider_options,
     provider_image,
 )
 
@@ -271,18 +272,15 @@ def create_provider() -> FluxProvider:
 
 
 def _merge_options(body: dict[str, Any], options: dict[str, Any], model_id: str) -> list:
+    """Only the options this model takes, type- and range-checked; the rest is warned about."""
     accepted = _COMMON_OPTIONS | _MODEL_OPTIONS.get(model_id, {})
-    warnings = []
+    warnings, checked = [], {}
     for key, value in options.items():
-        if key in _RESERVED:
-            warnings.append(
-                SettingWarning(
-                    "unsupported-setting",
-                    f"provider_options.{key}",
-                    f"'{key}' is set by the service, not through provider_options; ignored.",
-                )
-            )
-        elif key not in accepted:
+        if key in accepted:
+            checked[key] = _checked_option(key, value, accepted[key])
+        elif key in _RESERVED:
+            checked[key] = value  # refused, with its warning, by merge_provider_options
+        else:
             warnings.append(
                 SettingWarning(
                     "unsupported-setting",
@@ -291,9 +289,7 @@ def _merge_options(body: dict[str, Any], options: dict[str, Any], model_id: str)
                     f"{', '.join(sorted(accepted))}.",
                 )
             )
-        else:
-            body[key] = _checked_option(key, value, accepted[key])
-    return warnings
+    return warnings + merge_provider_options(body, checked, reserved=_RESERVED)
 
 
 def _checked_option(key: str, value: Any, rule: tuple[type, float | None, float | None]) -> Any:
