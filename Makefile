@@ -11,7 +11,7 @@ STAGE ?= dev
 NPM_STAMP := node_modules/.package-lock.json
 CDK := npx --no-install cdk
 
-.PHONY: dev test test-fast venv bench tool-schema build synth deploy clean
+.PHONY: dev test test-fast lint venv bench tool-schema build synth deploy clean
 
 $(DEPS_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -28,9 +28,14 @@ $(NPM_STAMP): package.json package-lock.json
 dev: $(DEPS_STAMP)
 	$(PY) -m local
 
-## make test: unit, integration, infrastructure (cdk-nag, cfn-lint) and end-to-end tests
-test: $(DEPS_STAMP)
+## make test: lint, then unit, integration, infrastructure (cdk-nag, cfn-lint) and e2e tests
+test: lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+## make lint: ruff (pyflakes, pycodestyle errors, import order, bugbear) and its formatter
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## make test-fast: everything but the synthesized-template and local-stack tests
 test-fast: $(DEPS_STAMP)

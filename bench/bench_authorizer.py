@@ -161,10 +161,9 @@ def per_call_us(call, token_event: dict, iterations: int, repeats: int) -> str:
 def warm(iterations: int, repeats: int) -> list[tuple[str, str]]:
     for path in map(str, reversed(LAMBDA_PATH)):
         sys.path.insert(0, path)
+    import authorizer
     import jwt
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    import authorizer
 
     def event(token: str) -> dict:
         return {"version": "2.0", "headers": {"authorization": f"Bearer {token}"}}

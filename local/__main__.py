@@ -1,6 +1,6 @@
 """``make dev``: the local stack on http://127.0.0.1:$PORT until Ctrl-C.
 
-    python -m local [--port 8000]
+python -m local [--port 8000]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ EXAMPLE_BODY = (
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local", description="Run the local stack.")
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)),
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", DEFAULT_PORT)),
         help="port on 127.0.0.1 (default $PORT or 8000; 0 picks a free one)",
     )
     args = parser.parse_args(argv)
@@ -81,7 +83,7 @@ def summary(stack: LocalStack) -> str:
             f"  export TOKEN={token}",
             "",
             "Try:",
-            f"  curl -s {stack.base_url}/image/generate -H \"Authorization: Bearer $TOKEN\" "
+            f'  curl -s {stack.base_url}/image/generate -H "Authorization: Bearer $TOKEN" '
             f"-H 'content-type: application/json' -d '{EXAMPLE_BODY}'",
         ]
     lines.append("\nCtrl-C stops it.")

@@ -243,9 +243,7 @@ class HttpApiGateway:
             event["requestContext"]["authorizer"] = {"lambda": decision}
 
         try:
-            result = invoke_with_timeout(
-                self.integration, event, self.integration_timeout_seconds
-            )
+            result = invoke_with_timeout(self.integration, event, self.integration_timeout_seconds)
         except TimeoutError as error:
             logger.error("integration timeout: %s", error)
             return GatewayResponse.message(SERVICE_UNAVAILABLE)
@@ -374,8 +372,10 @@ class HttpApiGateway:
         self._server.daemon_threads = True
         self.base_url = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="local-api-gateway", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="local-api-gateway",
+            daemon=True,
         )
         self._thread.start()
         return self.base_url
@@ -541,4 +541,3 @@ def _http_response(result: Any) -> GatewayResponse:
     else:
         data = body.encode("utf-8")
     return GatewayResponse(status, headers, data)
-

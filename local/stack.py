@@ -195,7 +195,6 @@ class LocalStack:
 
     def _start_emulators(self) -> None:
         from image_common.credentials import PROVIDER_ENDPOINTS
-
         from local.emulators import BASE_PATHS, EMULATORS
 
         env = os.environ
@@ -233,9 +232,11 @@ class LocalStack:
             s3.head_bucket(Bucket=self.bucket)
         except ClientError:
             region = os.environ["AWS_DEFAULT_REGION"]
-            extra = {} if region == "us-east-1" else {
-                "CreateBucketConfiguration": {"LocationConstraint": region}
-            }
+            extra = (
+                {}
+                if region == "us-east-1"
+                else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            )
             s3.create_bucket(Bucket=self.bucket, **extra)
 
     @staticmethod

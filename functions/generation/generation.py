@@ -144,7 +144,9 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Res
 
 def _count_images(data: dict[str, Any]) -> None:
     metrics.add_dimension(name="provider", value=data["provider"])
-    metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(data.get("images") or [1]))
+    metrics.add_metric(
+        name="ImagesGenerated", unit=MetricUnit.Count, value=len(data.get("images") or [1])
+    )
 
 
 # --- entry point -----------------------------------------------------------------------------

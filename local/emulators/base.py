@@ -91,7 +91,11 @@ class EmulatorResponse:
 
     @classmethod
     def json(cls, status: int, document: Any, headers: dict[str, str] | None = None):
-        return cls(status, json.dumps(document).encode(), {"content-type": "application/json"} | (headers or {}))
+        return cls(
+            status,
+            json.dumps(document).encode(),
+            {"content-type": "application/json"} | (headers or {}),
+        )
 
 
 def render_image(prompt: str, width: int, height: int, fmt: str = "png", variant: int = 0) -> bytes:
@@ -100,9 +104,15 @@ def render_image(prompt: str, width: int, height: int, fmt: str = "png", variant
     width, height = max(8, min(width, 4096)), max(8, min(height, 4096))
     picture = Image.new("RGB", (width, height), tuple(digest[:3]))
     draw = ImageDraw.Draw(picture)
-    draw.rectangle([width // 8, height // 8, width * 7 // 8, height * 7 // 8], outline=tuple(digest[3:6]), width=3)
+    draw.rectangle(
+        [width // 8, height // 8, width * 7 // 8, height * 7 // 8],
+        outline=tuple(digest[3:6]),
+        width=3,
+    )
     out = io.BytesIO()
-    picture.save(out, format=PIL_FORMAT[fmt], quality=80) if fmt != "png" else picture.save(out, format="PNG")
+    picture.save(out, format=PIL_FORMAT[fmt], quality=80) if fmt != "png" else picture.save(
+        out, format="PNG"
+    )
     return out.getvalue()
 
 
@@ -202,5 +212,7 @@ class Emulator:
         server = ThreadingHTTPServer((host, port), _Handler)
         server.daemon_threads = True
         self.base_url = f"http://{host}:{server.server_address[1]}"
-        threading.Thread(target=server.serve_forever, name=f"{self.name}-emulator", daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, name=f"{self.name}-emulator", daemon=True
+        ).start()
         return server

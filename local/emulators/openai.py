@@ -23,9 +23,19 @@ QUALITIES = {
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 4160}
 
 
-def _error(status: int, message: str, *, type_: str, code: str | None, param: str | None = None, headers=None):
+def _error(
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
+    headers=None,
+):
     return EmulatorResponse.json(
-        status, {"error": {"message": message, "type": type_, "param": param, "code": code}}, headers
+        status,
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
+        headers,
     )
 
 
@@ -39,9 +49,15 @@ class OpenAIEmulator(Emulator):
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
         if request.method == "GET" and "/files/" in request.path:
             data = self.files.get(request.path.rsplit("/", 1)[-1])
-            return EmulatorResponse(200, data, {"content-type": "image/png"}) if data else EmulatorResponse(404)
+            return (
+                EmulatorResponse(200, data, {"content-type": "image/png"})
+                if data
+                else EmulatorResponse(404)
+            )
         if not request.headers.get("authorization", "").startswith("Bearer "):
-            return _error(401, "You didn't provide an API key.", type_="invalid_request_error", code=None)
+            return _error(
+                401, "You didn't provide an API key.", type_="invalid_request_error", code=None
+            )
         if request.method == "POST" and request.path.endswith("/images/generations"):
             if not request.headers.get("content-type", "").startswith("application/json"):
                 return _error(400, "Expected JSON.", type_="invalid_request_error", code=None)
@@ -61,15 +77,37 @@ class OpenAIEmulator(Emulator):
                 fields[part.name] = part.text
         model = fields.get("model", "dall-e-2")
         if not images:
-            return _error(400, "image is required", type_="invalid_request_error", code="missing_required_parameter", param="image")
+            return _error(
+                400,
+                "image is required",
+                type_="invalid_request_error",
+                code="missing_required_parameter",
+                param="image",
+            )
         if model in GPT_IMAGE and len(images) > 16:
-            return _error(400, "Too many images.", type_="invalid_request_error", code=None, param="image")
+            return _error(
+                400, "Too many images.", type_="invalid_request_error", code=None, param="image"
+            )
         if model == "dall-e-2" and (len(images) > 1 or images[0].name != "image"):
-            return _error(400, "dall-e-2 takes one 'image'.", type_="invalid_request_error", code=None, param="image")
+            return _error(
+                400,
+                "dall-e-2 takes one 'image'.",
+                type_="invalid_request_error",
+                code=None,
+                param="image",
+            )
         if model == "dall-e-3":
-            return _error(400, "dall-e-3 does not support edits.", type_="invalid_request_error", code=None, param="model")
+            return _error(
+                400,
+                "dall-e-3 does not support edits.",
+                type_="invalid_request_error",
+                code=None,
+                param="model",
+            )
         if mask is not None and not mask.data.startswith(b"\x89PNG"):
-            return _error(400, "mask must be a PNG.", type_="invalid_request_error", code=None, param="mask")
+            return _error(
+                400, "mask must be a PNG.", type_="invalid_request_error", code=None, param="mask"
+            )
         if "n" in fields:
             fields["n"] = int(fields["n"])
         return self._generate(fields, edit=True)
@@ -79,39 +117,104 @@ class OpenAIEmulator(Emulator):
         prompt = body.get("prompt") or ""
         family = "gpt-image" if model in GPT_IMAGE else model
         if family not in SIZES:
-            return _error(404, f"The model '{model}' does not exist.", type_="invalid_request_error", code="model_not_found")
+            return _error(
+                404,
+                f"The model '{model}' does not exist.",
+                type_="invalid_request_error",
+                code="model_not_found",
+            )
         if not prompt:
-            return _error(400, "prompt is required", type_="invalid_request_error", code="missing_required_parameter", param="prompt")
+            return _error(
+                400,
+                "prompt is required",
+                type_="invalid_request_error",
+                code="missing_required_parameter",
+                param="prompt",
+            )
         if family == "gpt-image" and "response_format" in body:
-            return _error(400, "Unknown parameter: 'response_format'.", type_="invalid_request_error", code="unknown_parameter", param="response_format")
+            return _error(
+                400,
+                "Unknown parameter: 'response_format'.",
+                type_="invalid_request_error",
+                code="unknown_parameter",
+                param="response_format",
+            )
         size = body.get("size", "1024x1024")
         if model == "gpt-image-2":
             w, h = (int(x) for x in size.split("x")) if size != "auto" else (1024, 1024)
             if w % 16 or h % 16 or max(w, h) > 3840 or max(w / h, h / w) > 3:
-                return _error(400, f"Invalid size '{size}'.", type_="invalid_request_error", code="invalid_value", param="size")
+                return _error(
+                    400,
+                    f"Invalid size '{size}'.",
+                    type_="invalid_request_error",
+                    code="invalid_value",
+                    param="size",
+                )
         elif size not in SIZES[family]:
-            return _error(400, f"Invalid size '{size}'.", type_="invalid_request_error", code="invalid_value", param="size")
+            return _error(
+                400,
+                f"Invalid size '{size}'.",
+                type_="invalid_request_error",
+                code="invalid_value",
+                param="size",
+            )
         quality = body.get("quality")
         if quality is not None and quality not in QUALITIES[family]:
-            return _error(400, f"Invalid quality '{quality}'.", type_="invalid_request_error", code="invalid_value", param="quality")
+            return _error(
+                400,
+                f"Invalid quality '{quality}'.",
+                type_="invalid_request_error",
+                code="invalid_value",
+                param="quality",
+            )
         n = int(body.get("n", 1))
         if not 1 <= n <= (1 if model == "dall-e-3" else 10):
-            return _error(400, f"Invalid n {n}.", type_="invalid_request_error", code="invalid_value", param="n")
+            return _error(
+                400,
+                f"Invalid n {n}.",
+                type_="invalid_request_error",
+                code="invalid_value",
+                param="n",
+            )
         fmt = body.get("output_format", "png")
         if family != "gpt-image" and "output_format" in body:
-            return _error(400, "Unknown parameter: 'output_format'.", type_="invalid_request_error", code="unknown_parameter", param="output_format")
+            return _error(
+                400,
+                "Unknown parameter: 'output_format'.",
+                type_="invalid_request_error",
+                code="unknown_parameter",
+                param="output_format",
+            )
 
         trigger = self.trigger(prompt)
         self.maybe_slow(prompt)
         if trigger == "[moderate]":
             code = "moderation_blocked" if family == "gpt-image" else "content_policy_violation"
-            return _error(400, "Your request was rejected by the safety system.", type_="image_generation_user_error", code=code)
+            return _error(
+                400,
+                "Your request was rejected by the safety system.",
+                type_="image_generation_user_error",
+                code=code,
+            )
         if trigger == "[rate-limit]":
-            return _error(429, "Rate limit reached for images per minute.", type_="requests", code="rate_limit_exceeded", headers={"retry-after": "7"})
+            return _error(
+                429,
+                "Rate limit reached for images per minute.",
+                type_="requests",
+                code="rate_limit_exceeded",
+                headers={"retry-after": "7"},
+            )
         if trigger == "[server-error]":
-            return _error(500, "The server had an error while processing your request.", type_="server_error", code=None)
+            return _error(
+                500,
+                "The server had an error while processing your request.",
+                type_="server_error",
+                code=None,
+            )
         if trigger == "[garbage]":
-            return EmulatorResponse(200, b"<html>upstream proxy error</html>", {"content-type": "text/html"})
+            return EmulatorResponse(
+                200, b"<html>upstream proxy error</html>", {"content-type": "text/html"}
+            )
 
         w, h = (1024, 1024) if size == "auto" else (int(x) for x in size.split("x"))
         data = []
@@ -135,7 +238,11 @@ class OpenAIEmulator(Emulator):
                 "output_format": fmt,
                 "size": size,
                 "quality": quality or "high",
-                "usage": {"input_tokens": 50, "output_tokens": tokens, "total_tokens": tokens + 50,
-                          "input_tokens_details": {"text_tokens": 50, "image_tokens": 0}},
+                "usage": {
+                    "input_tokens": 50,
+                    "output_tokens": tokens,
+                    "total_tokens": tokens + 50,
+                    "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
+                },
             }
         return EmulatorResponse.json(200, answer)

@@ -43,8 +43,10 @@ class Recorder:
 
 
 def allow_with_context(event: dict[str, Any]) -> dict[str, Any]:
-    return {"isAuthorized": event["identitySource"] == ["Bearer good"],
-            "context": {"customer_id": "7", "sub": "user-7", "scopes": "a b"}}
+    return {
+        "isAuthorized": event["identitySource"] == ["Bearer good"],
+        "context": {"customer_id": "7", "sub": "user-7", "scopes": "a b"},
+    }
 
 
 @pytest.fixture
@@ -88,8 +90,11 @@ def test_integration_event_is_payload_format_2_0(gateway):
     assert event["isBase64Encoded"] is False and "body" not in event
     context = event["requestContext"]
     assert context["http"] == {
-        "method": "GET", "path": "/things/a%20b", "protocol": "HTTP/1.1",
-        "sourceIp": "127.0.0.1", "userAgent": "tester",
+        "method": "GET",
+        "path": "/things/a%20b",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "tester",
     }
     assert context["routeKey"] == "GET /things/{thing_id}" and context["stage"] == "$default"
     assert context["requestId"] == response.headers["apigw-requestid"]

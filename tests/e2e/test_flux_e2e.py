@@ -42,7 +42,9 @@ def until_final(api, local_stack, job: dict, customer_id: int = 1) -> tuple[http
 
 
 def test_a_flux_job_goes_from_202_through_pending_to_the_stored_image(api, local_stack):
-    job = start(api, local_stack, "A red fox in fresh snow [polls=1]", seed=21, width=768, height=512)
+    job = start(
+        api, local_stack, "A red fox in fresh snow [polls=1]", seed=21, width=768, height=512
+    )
     assert job["status"] == "pending" and job["model"] == "flux-dev"
 
     final, pending = until_final(api, local_stack, job)

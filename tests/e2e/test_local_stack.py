@@ -77,7 +77,7 @@ def test_unsaved_image_comes_back_as_a_data_url_and_nothing_is_stored(api, local
     data = response.json()["data"]
     prefix = f"data:{data['content_type']};base64,"
     assert data["image_url"].startswith(prefix)
-    raw = base64.b64decode(data["image_url"][len(prefix):], validate=True)
+    raw = base64.b64decode(data["image_url"][len(prefix) :], validate=True)
     picture = Image.open(io.BytesIO(raw))
     picture.verify()
     assert picture.format == "PNG"
@@ -173,7 +173,8 @@ def test_body_over_10_mb_is_413_from_the_gateway(api, local_stack):
 )
 def test_bad_body_is_400_in_the_service_envelope(api, local_stack, content):
     response = api.post(
-        "/image/generate", content=content,
+        "/image/generate",
+        content=content,
         headers=local_stack.auth(1) | {"content-type": "application/json"},
     )
 
@@ -237,6 +238,5 @@ def test_each_provider_without_a_key_is_served_by_its_emulator(api, local_stack,
     data = response.json()["data"]
     assert data["provider"] == provider
     prefix = f"data:{data['content_type']};base64,"
-    Image.open(io.BytesIO(base64.b64decode(data["image_url"][len(prefix):]))).verify()
+    Image.open(io.BytesIO(base64.b64decode(data["image_url"][len(prefix) :]))).verify()
     assert len(local_stack.stack.emulators[provider].requests) > before
-

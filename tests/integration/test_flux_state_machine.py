@@ -139,8 +139,16 @@ def loop(times: int) -> list[str]:
 
 
 def test_the_handlers_use_the_definitions_statuses_and_errors():
-    for name in ("STATUS_READY", "STATUS_PENDING", "STATUS_MODERATED", "STATUS_ERROR",
-                 "STATUS_TIMED_OUT", "ERROR_MODERATED", "ERROR_PROVIDER", "ERROR_TIMEOUT"):
+    for name in (
+        "STATUS_READY",
+        "STATUS_PENDING",
+        "STATUS_MODERATED",
+        "STATUS_ERROR",
+        "STATUS_TIMED_OUT",
+        "ERROR_MODERATED",
+        "ERROR_PROVIDER",
+        "ERROR_TIMEOUT",
+    ):
         assert getattr(job_workflow, name) == getattr(flux_definition, name), name  # fmt: skip
 
 

@@ -30,7 +30,9 @@ def call(module, event, context):
 def test_post_generate_answers_the_seed_contract(generation, lambda_context, s3):
     body = {
         "prompt": "A serene mountain landscape at sunset",
-        "settings": {"image": {"model": "openai", "width": 1024, "height": 1024, "quality": "high"}},
+        "settings": {
+            "image": {"model": "openai", "width": 1024, "height": 1024, "quality": "high"}
+        },
         "customer_id": 123,
         "save_to_db": True,
     }
@@ -90,7 +92,9 @@ def test_admin_scope_may_act_for_any_customer(generation, lambda_context, s3):
 
 
 def test_missing_authorizer_context_is_a_401(generation, lambda_context):
-    status, answer, _ = call(generation, http_event(body=request_body(), customer_id=None), lambda_context)
+    status, answer, _ = call(
+        generation, http_event(body=request_body(), customer_id=None), lambda_context
+    )
     assert status == 401 and answer["error"]["type"] == "unauthorized"
 
 
@@ -102,24 +106,36 @@ def test_oversized_body_is_a_413(generation, lambda_context):
 
 def test_oversized_input_image_is_a_413(generation, lambda_context, settings, monkeypatch):
     big = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 2048).decode()
-    monkeypatch.setattr(generation.image_service(), "settings", settings.model_copy(update={"max_input_image_bytes": 1024}))
-    status, answer, _ = call(generation, http_event(body=request_body(input_images=[big])), lambda_context)
+    monkeypatch.setattr(
+        generation.image_service(),
+        "settings",
+        settings.model_copy(update={"max_input_image_bytes": 1024}),
+    )
+    status, answer, _ = call(
+        generation, http_event(body=request_body(input_images=[big])), lambda_context
+    )
     assert status == 413
 
 
 def test_moderation_is_a_422(generation, lambda_context):
-    status, answer, _ = call(generation, http_event(body=request_body("x [moderate]")), lambda_context)
+    status, answer, _ = call(
+        generation, http_event(body=request_body("x [moderate]")), lambda_context
+    )
     assert status == 422 and answer["error"]["type"] == "content_policy_violation"
 
 
 def test_rate_limit_is_a_429_with_retry_after_header(generation, lambda_context):
-    status, answer, headers = call(generation, http_event(body=request_body("x [rate-limit]")), lambda_context)
+    status, answer, headers = call(
+        generation, http_event(body=request_body("x [rate-limit]")), lambda_context
+    )
     assert status == 429 and answer["error"]["type"] == "rate_limited"
     assert headers["Retry-After"] == "7"
 
 
 def test_provider_failure_is_a_502(generation, lambda_context):
-    status, answer, _ = call(generation, http_event(body=request_body("x [server-error]")), lambda_context)
+    status, answer, _ = call(
+        generation, http_event(body=request_body("x [server-error]")), lambda_context
+    )
     assert status == 502 and answer["error"]["type"] == "provider_error"
 
 
@@ -183,9 +199,7 @@ def test_direct_invoke_validation_error(generation, lambda_context):
 
 
 def test_direct_invoke_unexpected_error_carries_no_trace(generation, lambda_context, monkeypatch):
-    monkeypatch.setattr(
-        generation.image_service(), "run_provider", lambda *a, **k: 1 / 0
-    )
+    monkeypatch.setattr(generation.image_service(), "run_provider", lambda *a, **k: 1 / 0)
     result = generation.handler(request_body(), lambda_context)
     assert result == {
         "success": False,

@@ -175,7 +175,9 @@ def test_a_failed_provider_job_answers_502(generation, running, local_runner, la
 
 
 # A well-formed id that no job has (a fixed value: xdist workers must collect the same ids).
-@pytest.mark.parametrize("job_id", ["0f1e2d3c4b5a49788796a5b4c3d2e1f0", "not-a-job", "..%2F..%2Fcustomers"])
+@pytest.mark.parametrize(
+    "job_id", ["0f1e2d3c4b5a49788796a5b4c3d2e1f0", "not-a-job", "..%2F..%2Fcustomers"]
+)
 def test_an_unknown_job_is_a_404(generation, parked, lambda_context, job_id):
     status, answer, _ = get_job(generation, lambda_context, job_id)
     assert status == 404 and answer["error"]["type"] == "not_found"

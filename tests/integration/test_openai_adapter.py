@@ -32,7 +32,9 @@ from tests.conftest import PROVIDER_KEYS, request_body
 
 SPEC_PATH = Path(__file__).parents[3] / "shared" / "specs" / "openai-openapi.yaml"
 if not SPEC_PATH.exists():  # CI clones the repo with shared/ beside it
-    SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "openai-openapi.yaml"
+    SPEC_PATH = (
+        Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "openai-openapi.yaml"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,10 @@ def test_a_reserved_provider_option_is_reported_not_sent(image_service, emulator
     data = generate(image_service, provider_options={"model": "dall-e-2", "size": "256x256"})
     body = emulators["openai"].requests[-1].json()
     assert (body["model"], body["size"]) == ("gpt-image-1", "1024x1024")
-    assert {w["setting"] for w in data["warnings"]} == {"provider_options.model", "provider_options.size"}
+    assert {w["setting"] for w in data["warnings"]} == {
+        "provider_options.model",
+        "provider_options.size",
+    }
 
 
 @pytest.mark.parametrize(
@@ -133,7 +138,9 @@ def test_a_reserved_provider_option_is_reported_not_sent(image_service, emulator
     [(1024, 1024, "1024x1024"), (1920, 1080, "1536x1024"), (800, 1200, "1024x1536"),
      (512, 512, "1024x1024")],
 )  # fmt: skip
-def test_width_and_height_map_to_the_nearest_legal_size(image_service, emulators, width, height, sent):
+def test_width_and_height_map_to_the_nearest_legal_size(
+    image_service, emulators, width, height, sent
+):
     data = generate(image_service, width=width, height=height)
     assert emulators["openai"].requests[-1].json()["size"] == sent
     adjusted = [w for w in data["warnings"] if w["setting"] == "width/height"]
@@ -192,7 +199,12 @@ def test_dall_e_3_asks_for_b64_json_and_sends_style(retired_enabled, emulators, 
         body = request.json()
         assert_matches_spec(openai_spec, "CreateImageRequest", body)
         assert body["response_format"] == "b64_json"
-        assert (body["model"], body["n"], body["quality"], body["style"]) == ("dall-e-3", 1, "hd", "natural")
+        assert (body["model"], body["n"], body["quality"], body["style"]) == (
+            "dall-e-3",
+            1,
+            "hd",
+            "natural",
+        )
         assert "output_format" not in body
     assert data["model"] == "dall-e-3"
     assert data["revised_prompt"].startswith("A detailed rendering of")
@@ -209,7 +221,9 @@ def test_dall_e_url_answers_are_downloaded(retired_enabled, emulators):
     assert any(w["setting"] == "provider_options.response_format" for w in data["warnings"])
 
 
-def test_a_url_item_in_the_answer_is_fetched_without_credentials(retired_enabled, emulators, monkeypatch):
+def test_a_url_item_in_the_answer_is_fetched_without_credentials(
+    retired_enabled, emulators, monkeypatch
+):
     emulator = emulators["openai"]
     original = emulator._generate
 
@@ -237,7 +251,9 @@ def test_retired_model_is_served_by_its_successor_with_a_warning(image_service, 
 # --- image-to-image: /images/edits ------------------------------------------------------------
 
 
-def test_edits_are_multipart_with_repeated_image_fields_and_a_mask(image_service, emulators, openai_spec):
+def test_edits_are_multipart_with_repeated_image_fields_and_a_mask(
+    image_service, emulators, openai_spec
+):
     first, second, mask = png(64, 64, "RGB"), png(32, 32, "RGB"), png(64, 64)
     data = generate(
         image_service,
@@ -272,7 +288,11 @@ def test_a_jpeg_mask_is_a_400(image_service):
     jpeg = io.BytesIO()
     Image.new("RGB", (8, 8)).save(jpeg, "JPEG")
     with pytest.raises(InvalidImage, match="mask must be a PNG"):
-        generate(image_service, input_images=[data_url(png())], mask=data_url(jpeg.getvalue(), "image/jpeg"))
+        generate(
+            image_service,
+            input_images=[data_url(png())],
+            mask=data_url(jpeg.getvalue(), "image/jpeg"),
+        )
 
 
 def test_input_images_on_a_model_without_edits_is_a_400(retired_enabled):
@@ -335,7 +355,9 @@ def test_unreachable_provider_is_a_502(image_service, monkeypatch):
         generate(image_service)
 
 
-def test_a_provider_400_is_the_callers_400_with_the_providers_reason(image_service, emulators, monkeypatch):
+def test_a_provider_400_is_the_callers_400_with_the_providers_reason(
+    image_service, emulators, monkeypatch
+):
     monkeypatch.setattr(
         emulators["openai"], "route",
         lambda request: _json(400, {"error": {"message": "Invalid prompt: too long", "code": "invalid_value"}}),
@@ -344,7 +366,9 @@ def test_a_provider_400_is_the_callers_400_with_the_providers_reason(image_servi
         generate(image_service)
 
 
-def test_provider_refusing_our_key_is_a_502_that_leaks_nothing(image_service, emulators, monkeypatch):
+def test_provider_refusing_our_key_is_a_502_that_leaks_nothing(
+    image_service, emulators, monkeypatch
+):
     key = PROVIDER_KEYS["openai"]
     monkeypatch.setattr(
         emulators["openai"], "route",

@@ -46,12 +46,16 @@ def test_stored_image_key_content_type_and_metadata(image_service, s3):
     assert body.startswith(b"\xff\xd8\xff")
 
 
-def test_content_type_comes_from_the_bytes_not_the_request(image_service, emulators, monkeypatch, s3):
+def test_content_type_comes_from_the_bytes_not_the_request(
+    image_service, emulators, monkeypatch, s3
+):
     # The provider answers PNG although WebP was asked: the object says PNG, honestly.
     emulator = emulators["openai"]
     original = emulator._generate
     monkeypatch.setattr(
-        emulator, "_generate", lambda body, *, edit: original({**body, "output_format": "png"}, edit=edit)
+        emulator,
+        "_generate",
+        lambda body, *, edit: original({**body, "output_format": "png"}, edit=edit),
     )
     data = generate(image_service, output_format="webp")
     assert data["image_key"].endswith(".png")

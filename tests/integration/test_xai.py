@@ -309,7 +309,9 @@ def test_the_emulator_serves_the_adapter_over_real_http_url_answers_too(
     assert stored(s3, data["image_key"]).startswith(b"\xff\xd8\xff")
 
 
-def test_an_oversized_result_url_is_a_502_not_the_callers_413(image_service, emulators, monkeypatch):
+def test_an_oversized_result_url_is_a_502_not_the_callers_413(
+    image_service, emulators, monkeypatch
+):
     from image_service.providers import base
 
     monkeypatch.setattr(xai, "RESPONSE_FORMAT", "url")

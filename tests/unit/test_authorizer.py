@@ -16,15 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+import authorizer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-import authorizer
+from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
-from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.verifier import Denial, DenialReason, Principal, TokenVerifier
 
 REPO = Path(__file__).resolve().parents[2]

@@ -30,6 +30,10 @@ def test_generation_handler_defers_boto3_and_provider_adapters():
     # boto3 loads on first storage use; each adapter only when its provider is first asked for
     # (Powertools imports the bare botocore package for its user agent: no client machinery)
     assert not {"boto3", "botocore.client", "botocore.session", "s3transfer"} & modules
-    adapters = {m for m in modules if m.startswith("image_service.providers.") and m != "image_service.providers.base"}
+    adapters = {
+        m
+        for m in modules
+        if m.startswith("image_service.providers.") and m != "image_service.providers.base"
+    }
     assert adapters == set()
     assert not {"PIL", "moto", "jwt", "local"} & modules

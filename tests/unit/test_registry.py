@@ -75,7 +75,9 @@ def test_unknown_model_is_a_400_listing_accepted_names(name, provider, must_list
     assert must_list in error.details["accepted_models"]
     assert must_list in error.message
     if provider:  # a known family lists only its own models: no silent cross-provider billing
-        assert all(family_of(n) == provider or n in ALIASES for n in error.details["accepted_models"])
+        assert all(
+            family_of(n) == provider or n in ALIASES for n in error.details["accepted_models"]
+        )
 
 
 def test_registry_is_consistent():

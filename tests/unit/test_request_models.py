@@ -17,7 +17,11 @@ SEED_REQUEST = {
 def test_seed_contract_is_accepted_unchanged():
     request = parse_request(SEED_REQUEST)
     assert request.prompt == SEED_REQUEST["prompt"]
-    assert (request.image.model, request.image.width, request.image.height) == ("openai", 1024, 1024)
+    assert (request.image.model, request.image.width, request.image.height) == (
+        "openai",
+        1024,
+        1024,
+    )
     assert request.image.quality == "high"
     assert request.customer_id == 123 and request.save_to_db is True
     assert request.image.n == 1 and request.image.input_images == []

@@ -6,8 +6,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from image_service.tool import TOOL_NAME, generate_image_tool, tool_failure, tool_success
 from image_common.errors import ContentPolicyViolation
+from image_service.tool import TOOL_NAME, generate_image_tool, tool_failure, tool_success
 
 EXPORTED = Path(__file__).parents[2] / "docs" / "generate_image.tool.json"
 
@@ -32,7 +32,10 @@ def test_exported_schema_file_is_in_sync_with_the_code():
     ("payload", "valid"),
     [
         ({"prompt": "a cat", "customer_id": 1}, True),
-        ({"prompt": "a cat", "customer_id": 1, "settings": {"image": {"n": 2, "model": "flux"}}}, True),
+        (
+            {"prompt": "a cat", "customer_id": 1, "settings": {"image": {"n": 2, "model": "flux"}}},
+            True,
+        ),
         ({"prompt": "a cat"}, False),
         ({"prompt": "a cat", "customer_id": 0}, False),
         ({"prompt": "a cat", "customer_id": 1, "settings": {"image": {"n": 50}}}, False),
@@ -47,7 +50,10 @@ def test_tool_results_are_shaped_for_a_model():
     ok = tool_success({"provider": "xai", "model": "grok-imagine-image", "image_url": "u",
                        "images": [{}, {}], "warnings": [{"setting": "seed"}]})  # fmt: skip
     assert ok["success"] is True
-    assert ok["text"] == "Generated 2 images with xai grok-imagine-image; 1 setting(s) adjusted, see warnings."
+    assert (
+        ok["text"]
+        == "Generated 2 images with xai grok-imagine-image; 1 setting(s) adjusted, see warnings."
+    )
     failed = tool_failure(ContentPolicyViolation("refused"))
     assert failed == {
         "success": False,

@@ -47,6 +47,7 @@ JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # After its budget a job still needs a wait, a last poll and the store task (download + S3).
 FINALIZE_GRACE_SECONDS = 30.0
 
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -18,7 +18,9 @@ from image_common.errors import InvalidImage, PayloadTooLarge, StorageError
 from image_common.settings import ServiceSettings
 from image_service.images import ImageBytes, image_from_bytes
 
-_ASSET_KEY = re.compile(r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$")
+_ASSET_KEY = re.compile(
+    r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
+)
 
 
 @cache

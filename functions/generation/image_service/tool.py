@@ -52,7 +52,9 @@ class ImageGenerationService:
 
 def tool_success(data: dict[str, Any]) -> dict[str, Any]:
     count = len(data.get("images") or [data])
-    text = f"Generated {count} image{'s' if count > 1 else ''} with {data['provider']} {data['model']}"
+    text = (
+        f"Generated {count} image{'s' if count > 1 else ''} with {data['provider']} {data['model']}"
+    )
     if data.get("revised_prompt"):
         text += f' (the provider revised the prompt to: "{data["revised_prompt"]}")'
     if data.get("warnings"):

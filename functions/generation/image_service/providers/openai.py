@@ -145,7 +145,9 @@ def _image(item: Any) -> GeneratedImage:
         data = _download_result(item["url"])
     else:
         raise ProviderError("The openai provider returned an item without an image.")
-    return GeneratedImage(image=provider_image(data, NAME), revised_prompt=item.get("revised_prompt"))
+    return GeneratedImage(
+        image=provider_image(data, NAME), revised_prompt=item.get("revised_prompt")
+    )
 
 
 def _download_result(url: str) -> bytes:
