@@ -144,6 +144,12 @@ FLUX_SUBMIT_SIZING = FunctionSizing(memory_mb=512, timeout_seconds=40)  # may wa
 FLUX_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
 FLUX_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
 FLUX_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
+# A direct invoke of a Flux request waits for the job's record until the job's deadline: its
+# budget plus this grace for the last poll and the store task (FINALIZE_GRACE_SECONDS in
+# functions/generation/image_service/jobs.py; a test keeps the two equal) ...
+JOB_FINALIZE_GRACE_SECONDS = 30
+# ... and stops waiting this long before the function's timeout, to answer cleanly.
+INVOKE_TIMEOUT_MARGIN_SECONDS = 10
 
 
 class FunctionsSettings(_Settings):
@@ -231,9 +237,16 @@ class StageSettings(_Settings):
             raise ValueError(
                 f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
             )
-        # A direct invoke of a Flux request waits for the whole job.
-        if self.functions.generation.timeout_seconds <= self.flux.budget_seconds:
-            raise ValueError("functions.generation.timeout_seconds must exceed flux.budget_seconds")
+        # A direct invoke of a Flux request waits for the whole job, up to its deadline.
+        needed = (
+            self.flux.budget_seconds + JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS
+        )
+        if self.functions.generation.timeout_seconds < needed:
+            raise ValueError(
+                "functions.generation.timeout_seconds must exceed flux.budget_seconds by "
+                f"{JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS} s "
+                f"(at least {needed}): a direct invoke waits for the job's deadline"
+            )
         return self
 
     @property

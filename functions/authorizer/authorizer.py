@@ -7,8 +7,9 @@ It never raises: API Gateway would turn an error into a 500, and a deny is what 
 
 from __future__ import annotations
 
-import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from jwt_authorizer.events import log_event
@@ -23,14 +24,42 @@ from jwt_authorizer.verifier import (
 )
 
 _MAX_HEADER_CHARS = MAX_TOKEN_BYTES + len("Bearer ")
+# JWT_SECRET_ARN mode re-reads the secret this often, so a rotated key reaches warm containers
+# too (the extension caches it as long: JWT_SECRET_CACHE_TTL in infra/constructs/functions.py).
+SECRET_REREAD_SECONDS = 300.0
 
 
-@functools.cache
-def current_verifier() -> TokenVerifier:
-    """Built on the container's first request (the secrets extension is not up during init),
-    then reused. A failure is not cached, so the next request tries again.
+class _ContainerVerifier:
+    """The container's verifier, built on its first request (the secrets extension is not up
+    during init), then reused; a failed build is not kept, so the next request tries again.
+    The environment is read once; in JWT_SECRET_ARN mode the secret alone is re-read every
+    SECRET_REREAD_SECONDS, and a failed re-read keeps the verifier in hand.
     Tests start over with `current_verifier.cache_clear()`."""
-    return build_verifier(AuthorizerSettings.from_env())
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._settings: AuthorizerSettings | None = None
+        self._verifier: TokenVerifier | None = None
+        self._built_at = 0.0
+
+    def __call__(self) -> TokenVerifier:
+        now = self.clock()
+        if self._verifier is None:
+            settings = AuthorizerSettings.from_env()
+            self._verifier, self._settings, self._built_at = build_verifier(settings), settings, now
+        elif self._settings.secret_arn and now - self._built_at >= SECRET_REREAD_SECONDS:
+            self._built_at = now  # one attempt per interval, whatever its outcome
+            try:
+                self._verifier = build_verifier(self._settings)
+            except (ConfigurationError, SecretUnavailable) as error:
+                log_event(logging.WARNING, "jwt_secret_reread_failed", detail=str(error))
+        return self._verifier
+
+    def cache_clear(self) -> None:
+        self._settings, self._verifier = None, None
+
+
+current_verifier = _ContainerVerifier()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

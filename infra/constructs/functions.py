@@ -22,15 +22,21 @@ from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
 from infra.log_retention import retention
 from infra.nag import acknowledge
-from infra.settings import FunctionSizing, StageSettings
+from infra.settings import INVOKE_TIMEOUT_MARGIN_SECONDS, FunctionSizing, StageSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # infra/bundling.py builds the layer for the same version
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
 JWT_SECRET_CACHE_TTL = Duration.minutes(5)
 POWERTOOLS_METRICS_NAMESPACE = "ImageService"
-# A direct invoke keeps a margin below the function timeout to shape a clean timeout answer.
-INVOKE_TIMEOUT_MARGIN_SECONDS = 10
+# With JSON logs Lambda drops lines below the function's application log level (INFO unless
+# set), whatever level the code logs at: the stage's level goes to both.
+APPLICATION_LOG_LEVELS = {
+    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
+    "INFO": lambda_.ApplicationLogLevel.INFO,
+    "WARNING": lambda_.ApplicationLogLevel.WARN,
+    "ERROR": lambda_.ApplicationLogLevel.ERROR,
+}
 
 X_RAY_REASON = (
     "X-Ray's PutTraceSegments and PutTelemetryRecords have no resource-level permissions; "
@@ -240,6 +246,7 @@ class ServiceFunctions(Construct):
             role=role,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=APPLICATION_LOG_LEVELS[self._settings.functions.log_level],
             tracing=lambda_.Tracing.ACTIVE if self._settings.functions.tracing else None,
             environment={**self._powertools_environment(), **spec.environment},
             params_and_secrets=params_and_secrets,
@@ -290,6 +297,7 @@ class ServiceFunctions(Construct):
             "JWT_ALGORITHMS": ",".join(jwt.effective_algorithms),
             "JWT_CUSTOMER_CLAIM": jwt.customer_claim,
             "JWT_LEEWAY_SECONDS": str(jwt.leeway_seconds),
+            "LOG_LEVEL": self._settings.functions.log_level,  # the authorizer has no Powertools
         }
         if jwt.mode == "jwks":
             env |= {

@@ -6,6 +6,7 @@ import pytest
 
 from infra.bundling import LAMBDA_PYTHON_VERSION
 from infra.constructs.functions import RUNTIME
+from infra.settings import JOB_FINALIZE_GRACE_SECONDS
 
 HANDLERS = {
     "authorizer.handler",
@@ -96,6 +97,9 @@ def test_generation_outlives_the_flux_budget_for_direct_invokes(synthesized):
     assert generation["Timeout"] > synthesized.settings.flux.budget_seconds
     env = generation["Environment"]["Variables"]
     assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) < generation["Timeout"]
+    # the direct invoke's wait reaches the job's deadline: budget plus the finalize grace
+    deadline = synthesized.settings.flux.budget_seconds + JOB_FINALIZE_GRACE_SECONDS
+    assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) >= deadline
     assert int(env["PROVIDER_TIMEOUT_SECONDS"]) < 29  # the HTTP path lives inside API Gateway's
 
 
@@ -273,3 +277,30 @@ def test_other_services_get_an_invoke_policy_for_generation_only(dev):
         }
     ]
     assert "InvokeGenerationPolicyArn" in dev.template_json["Outputs"]
+
+
+def test_the_stage_log_level_reaches_every_function_and_lambda_keeps_those_lines(dev, prod):
+    for synth, level in ((dev, "DEBUG"), (prod, "INFO")):
+        assert synth.settings.functions.log_level == level
+        for handler, props in _functions(synth).items():
+            assert props["LoggingConfig"]["ApplicationLogLevel"] == level, handler
+            env = props["Environment"]["Variables"]
+            # Powertools reads POWERTOOLS_LOG_LEVEL; the authorizer's plain logger, LOG_LEVEL.
+            variable = "LOG_LEVEL" if handler == "authorizer.handler" else "POWERTOOLS_LOG_LEVEL"
+            assert env[variable] == level, handler
+
+
+def test_the_local_stack_runs_the_functions_with_the_deployed_limits():
+    from infra.constructs.api import INTEGRATION_TIMEOUT
+    from infra.settings import AUTHORIZER_SIZING, GENERATION_SIZING
+    from local import stack as local
+
+    assert (local.GENERATION_TIMEOUT_SECONDS, local.GENERATION_MEMORY_MB) == (
+        GENERATION_SIZING.timeout_seconds,
+        GENERATION_SIZING.memory_mb,
+    )
+    assert (local.AUTHORIZER_TIMEOUT_SECONDS, local.AUTHORIZER_MEMORY_MB) == (
+        AUTHORIZER_SIZING.timeout_seconds,
+        AUTHORIZER_SIZING.memory_mb,
+    )
+    assert local.INTEGRATION_TIMEOUT_SECONDS == INTEGRATION_TIMEOUT.to_seconds()

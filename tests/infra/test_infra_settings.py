@@ -88,6 +88,21 @@ def test_generation_must_outlive_the_flux_budget():
         _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 60}}})
 
 
+def test_generation_must_outlive_the_flux_jobs_deadline_not_just_its_budget():
+    # A direct invoke waits until budget + the finalize grace (60 + 30 s), and stops 10 s
+    # before its own timeout: 80 s would give up on jobs that are still going to succeed.
+    with pytest.raises(SettingsError, match="at least 100"):
+        _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 80}}})
+    assert _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 100}}})
+
+
+def test_the_finalize_grace_matches_the_generation_code():
+    from image_service.jobs import FINALIZE_GRACE_SECONDS
+    from infra.settings import JOB_FINALIZE_GRACE_SECONDS
+
+    assert JOB_FINALIZE_GRACE_SECONDS == FINALIZE_GRACE_SECONDS
+
+
 def test_the_http_path_provider_timeout_fits_api_gateway():
     with pytest.raises(SettingsError, match="provider_timeout_seconds"):
         _load({"functions": {"provider_timeout_seconds": 29}})

@@ -367,3 +367,58 @@ def test_secret_never_appears_in_logs(extension, caplog, capsys):
     captured = capsys.readouterr()
     assert SECRET not in caplog.text + captured.out + captured.err
     assert SESSION_TOKEN not in caplog.text + captured.out + captured.err
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(authorizer.current_verifier, "clock", fake)
+    return fake
+
+
+ROTATED = "rotated-secret-from-secrets-manager-987654"
+
+
+def test_a_rotated_secret_reaches_a_warm_container_within_the_reread_interval(extension, clock):
+    assert authorize(hs256())["isAuthorized"] is True
+    extension.answer(EXTENSION_PATH, body={"SecretString": ROTATED})
+    clock.now += authorizer.SECRET_REREAD_SECONDS - 1
+    assert authorize(hs256())["isAuthorized"] is True  # not yet re-read
+    assert extension.hits(EXTENSION_PATH) == 1
+    clock.now += 1
+    assert authorize(hs256(secret=ROTATED))["isAuthorized"] is True
+    assert authorize(hs256()) == {"isAuthorized": False}  # the old key no longer works
+    assert extension.hits(EXTENSION_PATH) == 2
+
+
+def test_a_failed_reread_keeps_the_secret_in_hand_and_retries_an_interval_later(
+    extension, clock, caplog
+):
+    assert authorize(hs256())["isAuthorized"] is True
+    extension.answer(EXTENSION_PATH, status=500, body=b"throttled")
+    clock.now += authorizer.SECRET_REREAD_SECONDS
+    assert authorize(hs256())["isAuthorized"] is True
+    assert authorize(hs256())["isAuthorized"] is True
+    assert extension.hits(EXTENSION_PATH) == 2  # one failed re-read, not one per request
+    assert "jwt_secret_reread_failed" in caplog.text
+    extension.answer(EXTENSION_PATH, body={"SecretString": ROTATED})
+    clock.now += authorizer.SECRET_REREAD_SECONDS
+    assert authorize(hs256(secret=ROTATED))["isAuthorized"] is True
+    assert extension.hits(EXTENSION_PATH) == 3
+
+
+def test_jwks_mode_is_never_rebuilt_so_its_key_cache_survives(monkeypatch, clock):
+    monkeypatch.setenv("JWT_JWKS_URL", "https://idp.example/jwks.json")
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    first = authorizer.current_verifier()
+    clock.now += 10 * authorizer.SECRET_REREAD_SECONDS
+    assert authorizer.current_verifier() is first

@@ -7,9 +7,12 @@ import io
 import json
 import logging
 
+import httpx
 import pytest
 
 from image_common.errors import InternalError
+from image_service import http as service_http
+from image_service.storage import ImageStore
 from tests.conftest import PROVIDER_KEYS, http_event, request_body
 
 
@@ -115,6 +118,8 @@ def test_oversized_input_image_is_a_413(generation, lambda_context, settings, mo
         generation, http_event(body=request_body(input_images=[big])), lambda_context
     )
     assert status == 413
+    assert answer["success"] is False and answer["code"] == 413
+    assert answer["error"]["type"] == "payload_too_large"
 
 
 def test_moderation_is_a_422(generation, lambda_context):
@@ -137,6 +142,37 @@ def test_provider_failure_is_a_502(generation, lambda_context):
         generation, http_event(body=request_body("x [server-error]")), lambda_context
     )
     assert status == 502 and answer["error"]["type"] == "provider_error"
+
+
+def test_a_provider_that_does_not_answer_in_time_is_a_504(generation, lambda_context):
+    def too_slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    service_http.set_http_client(service_http.new_http_client(httpx.MockTransport(too_slow)))
+    status, answer, _ = call(generation, http_event(body=request_body()), lambda_context)
+    assert status == 504
+    assert answer["success"] is False and answer["code"] == 504
+    assert answer["error"]["type"] == "provider_timeout"
+
+
+def test_an_s3_upload_failure_is_a_502_envelope(generation, lambda_context, settings, monkeypatch):
+    missing = settings.model_copy(update={"image_bucket": "no-such-bucket"})
+    monkeypatch.setattr(generation.image_service(), "store", ImageStore(missing))
+    status, answer, _ = call(generation, http_event(body=request_body()), lambda_context)
+    assert status == 502
+    assert answer["success"] is False and answer["code"] == 502
+    assert answer["error"]["type"] == "storage_error"
+    assert "no-such-bucket" not in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("url", ["https://[::1/a.png", "https://images.example.com:99999/a.png"])
+def test_a_malformed_input_image_url_is_a_400_envelope(generation, lambda_context, url):
+    status, answer, _ = call(
+        generation, http_event(body=request_body(input_images=[url])), lambda_context
+    )
+    assert status == 400
+    assert answer["success"] is False and answer["code"] == 400
+    assert answer["error"]["type"] == "invalid_image"
 
 
 def test_unknown_route_is_a_404_envelope(generation, lambda_context):

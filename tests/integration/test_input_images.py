@@ -306,6 +306,29 @@ def test_only_https_is_fetched(web, dns, production, url):
     assert web.requests == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://images.example.com:99999/a.png",  # port out of range
+        "https://images.example.com:abc/a.png",
+        "https://[::1/a.png",  # unclosed IPv6 literal
+    ],
+)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_malformed_url_is_a_400_not_a_crash(web, dns, production, url, allow_private):
+    dns["images.example.com"] = [PUBLIC_ADDRESS]
+    with pytest.raises(InvalidImage):
+        load(url, production.model_copy(update={"allow_private_urls": allow_private}))
+    assert web.requests == []
+
+
+def test_a_host_name_dns_cannot_encode_is_a_400(web, production):
+    # A label over 63 characters: the resolver's IDNA step fails before any lookup.
+    with pytest.raises(InvalidImage, match="could not be resolved"):
+        load(f"https://{'a' * 70}.example.com/a.png", production)
+    assert web.requests == []
+
+
 def test_a_redirect_to_a_private_address_is_refused(web, dns, production):
     dns["public.example.com"] = [PUBLIC_ADDRESS]
     dns["internal.example.com"] = ["10.20.30.40"]

@@ -366,6 +366,33 @@ def test_a_provider_400_is_the_callers_400_with_the_providers_reason(
         generate(image_service)
 
 
+def test_an_error_body_with_a_plain_string_is_still_the_callers_400(
+    image_service, emulators, monkeypatch
+):
+    # OpenAI-compatible gateways answer {"error": "…"}: read it, do not crash into a 500.
+    monkeypatch.setattr(
+        emulators["openai"], "route", lambda request: _json(400, {"error": "size is invalid"})
+    )
+    with pytest.raises(InvalidRequest, match="size is invalid"):
+        generate(image_service)
+
+
+def test_an_oversized_url_result_is_a_502_not_the_callers_413(
+    retired_enabled, emulators, monkeypatch
+):
+    from image_service.providers import base
+
+    emulator = emulators["openai"]
+    original = emulator._generate
+    monkeypatch.setattr(
+        emulator, "_generate", lambda body, *, edit: original(dict(body, response_format="url"), edit=edit)
+    )  # fmt: skip
+    monkeypatch.setattr(base, "RESULT_DOWNLOAD_LIMIT", 100)
+    with pytest.raises(ProviderError) as caught:
+        generate(retired_enabled, model="dall-e-3")
+    assert caught.value.status == 502 and "larger than 100 bytes" in caught.value.message
+
+
 def test_provider_refusing_our_key_is_a_502_that_leaks_nothing(
     image_service, emulators, monkeypatch
 ):

@@ -361,3 +361,14 @@ def test_the_emulator_serves_the_adapter_over_real_http(s3, settings, emulator_o
     fields = {p.name: p.text for p in request.form() if p.filename is None}
     assert fields["mode"] == "image-to-image" and fields["strength"] == "0.4"
     assert data["content_type"] == "image/jpeg"
+
+
+def test_batched_seeds_stay_within_the_providers_range(image_service, emulators, s3):
+    """n=2 on a one-image-per-call model varies the seed per call; at the largest seed the
+    second call wraps instead of sending a seed Stability rejects."""
+    from image_service.models import MAX_SEED
+
+    data = generate(image_service, model="core", seed=MAX_SEED, n=2)
+    assert len(data["images"]) == 2
+    seeds = [int(sent(emulators, i)[1]["seed"]) for i in (-2, -1)]
+    assert sorted(seeds) == [0, MAX_SEED]

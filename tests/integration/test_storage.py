@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 
 import boto3
@@ -147,3 +148,16 @@ def test_presigned_url_fetches_the_same_bytes(moto_server, settings):
     assert response.headers["content-type"] == "image/png"
     # and a stored key can always be turned into a fresh URL
     assert httpx.get(store.url_for(stored.key)).content == image.data
+
+
+def test_an_inline_answer_of_several_images_fits_the_response_limit(settings, s3, emulators):
+    """With n > 1 the first data URL is in the answer twice (``image_url`` and ``images[0]``):
+    the limit counts it twice, so what is returned inline always fits."""
+    roomy = generate(ImageService(settings, ImageStore(settings)), save_to_db=False, n=2)
+    inline_size = len(json.dumps(roomy))
+    limit = inline_size * 9 // 10  # the two images alone fit, the real answer does not
+    tight = settings.model_copy(update={"max_response_bytes": limit})
+    data = generate(ImageService(tight, ImageStore(tight)), save_to_db=False, n=2)
+    assert len(json.dumps(data)) <= limit
+    assert [image["image_url"][:8] for image in data["images"]] == ["https://"] * 2
+    assert any(w["setting"] == "save_to_db" for w in data["warnings"])

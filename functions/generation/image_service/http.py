@@ -123,15 +123,19 @@ def json_or_error(provider: str, response: httpx.Response) -> dict:
 
 def check_public_url(url: str, *, allow_private: bool) -> None:
     """Refuse anything but https to a public address (SSRF guard); http too when allowed."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0–65535
+    except ValueError:
+        raise InvalidImage("The image URL is not a valid URL.") from None
     allowed_schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in allowed_schemes or not parts.hostname:
         raise InvalidImage("Image URLs must be https URLs.")
     if allow_private:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror:
+        infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):  # UnicodeError: a label IDNA cannot encode
         raise InvalidImage("The image URL's host could not be resolved.") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
@@ -181,6 +185,6 @@ def download(
                 return b"".join(chunks)
         except httpx.TimeoutException:
             raise ProviderTimeout(f"Fetching the {what} timed out.") from None
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):
             raise error(f"Fetching the {what} failed.") from None
     raise error(f"Fetching the {what} was redirected too many times.")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -21,10 +21,6 @@ from image_common.errors import (
     ProviderNotConfigured,
 )
 from image_common.settings import ServiceSettings
-
-if TYPE_CHECKING:
-    pass
-
 from image_service.job_workflow import _FAILURE_ERRORS, ERROR_PROVIDER, STATUS_PENDING, STATUS_READY
 from image_service.jobs import JobRunner
 

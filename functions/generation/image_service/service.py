@@ -26,7 +26,7 @@ from image_service.jobs import (
     JobStore,
     final_answer,
 )
-from image_service.models import ImageGenerationRequest
+from image_service.models import MAX_SEED, ImageGenerationRequest
 from image_service.normalize import normalize_settings
 from image_service.providers import get_image_provider
 from image_service.providers.base import (
@@ -283,8 +283,11 @@ def _batches(request: ProviderRequest) -> list[ProviderRequest]:
     for index, start in enumerate(range(0, n, per_call)):
         size = min(per_call, n - start)
         seed = request.settings.seed
-        # The same seed on every call would return the same image n times.
-        settings = replace(request.settings, n=size, seed=None if seed is None else seed + index)
+        # The same seed on every call would return the same image n times; wrap, never past
+        # the largest seed the request model (and the providers) accept.
+        if seed is not None:
+            seed = (seed + index) % (MAX_SEED + 1)
+        settings = replace(request.settings, n=size, seed=seed)
         batches.append(replace(request, settings=settings))
     return batches
 
@@ -294,7 +297,10 @@ def _unique(warnings: list[SettingWarning]) -> list[SettingWarning]:
 
 
 def _inline_size(images: list[GeneratedImage]) -> int:
-    return sum(math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images)
+    """The answer's size with every image inline. With ``n > 1`` the first data URL is in it
+    twice: as ``image_url`` and as ``images[0].image_url``."""
+    sizes = [math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images]
+    return sum(sizes) + (sizes[0] if len(sizes) > 1 else 0)
 
 
 def _cost(result: ProviderResult, model: ModelSpec, settings, count: int) -> float | None:

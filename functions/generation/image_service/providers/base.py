@@ -7,11 +7,16 @@ cost. It knows nothing of S3, of this API's status codes, or of the other provid
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from image_service.images import ImageBytes
+from image_common import settings as common_settings
+from image_common.errors import PayloadTooLarge, ProviderError
+from image_service.http import download
+from image_service.images import ImageBytes, sniff_mime
 from image_service.registry import ModelSpec
 
 WarningType = Literal["unsupported-setting", "adjusted-setting", "model-retired", "other"]
@@ -120,9 +125,6 @@ def merge_provider_options(
 
 def provider_image(data: bytes, provider: str) -> ImageBytes:
     """Image bytes a provider returned; anything but PNG/JPEG/WebP is the provider's fault."""
-    from image_common.errors import ProviderError
-    from image_service.images import sniff_mime
-
     mime = sniff_mime(data)
     if mime is None:
         raise ProviderError(f"The {provider} provider returned data that is not an image.")
@@ -134,11 +136,6 @@ RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 
 def provider_base64_image(text: Any, provider: str) -> ImageBytes:
     """A base64 image inside a provider's JSON answer; bad base64 or non-image bytes are a 502."""
-    import base64
-    import binascii
-
-    from image_common.errors import ProviderError
-
     if not isinstance(text, str) or not text:
         raise ProviderError(f"The {provider} provider returned an item without an image.")
     try:
@@ -150,15 +147,11 @@ def provider_base64_image(text: Any, provider: str) -> ImageBytes:
 
 def download_provider_image(url: str, provider: str) -> ImageBytes:
     """A provider's result URL, fetched with the same SSRF guard as a caller's URL (no key sent)."""
-    from image_common.errors import PayloadTooLarge, ProviderError
-    from image_common.settings import get_settings
-    from image_service.http import download
-
     try:
         data = download(
             url,
             max_bytes=RESULT_DOWNLOAD_LIMIT,
-            allow_private=get_settings().allow_private_urls,
+            allow_private=common_settings.get_settings().allow_private_urls,
             what=f"{provider} provider's image",
             error=ProviderError,
         )

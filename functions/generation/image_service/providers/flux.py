@@ -27,20 +27,18 @@ from image_common.credentials import provider_endpoint
 from image_common.errors import (
     ContentPolicyViolation,
     ImageServiceError,
-    InvalidImage,
     InvalidRequest,
-    PayloadTooLarge,
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
 )
 from image_service.http import (
-    download,
     get_http_client,
     json_or_error,
     provider_call,
     raise_for_provider_status,
     request_timeout,
+    retry_after_seconds,
 )
 from image_service.images import ImageBytes
 from image_service.providers.base import (
@@ -48,8 +46,8 @@ from image_service.providers.base import (
     ProviderRequest,
     ProviderResult,
     SettingWarning,
+    download_provider_image,
     merge_provider_options,
-    provider_image,
 )
 
 NAME = "flux"
@@ -57,7 +55,6 @@ USD_PER_CREDIT = 0.01
 SUBMIT_TIMEOUT_SECONDS = 20.0
 POLL_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 1.0  # in-process generate(); jobs take theirs from the job input
-SAMPLE_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 TRUSTED_POLLING_DOMAIN = "bfl.ai"  # polling URLs may name a regional host: *.bfl.ai
 MODERATED_STATUSES = frozenset({"Request Moderated", "Content Moderated"})
 FAILED_STATUSES = frozenset({"Error", "Task not found"})
@@ -207,21 +204,8 @@ def poll(task_id: str, polling_url: str) -> FluxPoll:
 
 
 def fetch_sample(sample_url: str) -> ImageBytes:
-    """Download ``result.sample`` with no credentials (``download`` sends none), https only."""
-    from image_common.settings import get_settings
-
-    try:
-        data = download(
-            sample_url,
-            max_bytes=SAMPLE_DOWNLOAD_LIMIT,
-            allow_private=get_settings().allow_private_urls,
-            what="provider's image",
-            error=ProviderError,
-        )
-    except (InvalidImage, PayloadTooLarge) as error:  # a bad result URL is the provider's fault
-        message = f"The flux provider's image could not be fetched: {error.message}"
-        raise ProviderError(message) from None
-    return provider_image(data, NAME)
+    """Download ``result.sample`` with no credentials, https only; a bad result URL is a 502."""
+    return download_provider_image(sample_url, NAME)
 
 
 # --- the adapter ------------------------------------------------------------------------------
@@ -390,11 +374,6 @@ def _raise_for_error(response) -> None:
     if response.status_code == 429:
         raise ProviderRateLimited(
             "The flux provider has too many tasks in flight; try again shortly.",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
         )
     raise_for_provider_status(NAME, response, message[:300])
-
-
-def _retry_after(response) -> int | None:
-    value = response.headers.get("retry-after", "").strip()
-    return int(value) if value.isdigit() else None

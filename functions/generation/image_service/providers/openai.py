@@ -8,8 +8,6 @@ and a ``url`` answer is still handled.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 
@@ -27,14 +25,14 @@ from image_service.providers.base import (
     GeneratedImage,
     ProviderRequest,
     ProviderResult,
+    download_provider_image,
     merge_provider_options,
-    provider_image,
+    provider_base64_image,
 )
 
 NAME = "openai"
 MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 MAX_MASK_BYTES = 4 * 1024 * 1024
-RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 _RESERVED = frozenset(
     {"model", "prompt", "n", "size", "quality", "output_format", "response_format", "style",
      "image", "image[]", "mask"}
@@ -122,12 +120,14 @@ def _form_value(value: Any) -> str:
 def _raise_for_error(response) -> None:
     if response.status_code < 400:
         return
-    error: dict[str, Any] = {}
+    error: Any = None
     try:
         body = response.json()
-        error = body.get("error") or {} if isinstance(body, dict) else {}
+        error = body.get("error") if isinstance(body, dict) else None
     except ValueError:
         pass
+    if not isinstance(error, dict):  # OpenAI-compatible proxies may send {"error": "…"}
+        error = {"message": error} if isinstance(error, str) else {}
     message = str(error.get("message") or "")
     moderated = error.get("code") in MODERATION_CODES
     raise_for_provider_status(NAME, response, message, moderated=moderated)
@@ -137,30 +137,13 @@ def _image(item: Any) -> GeneratedImage:
     if not isinstance(item, dict):
         raise ProviderError("The openai provider sent an unexpected answer.")
     if item.get("b64_json"):
-        try:
-            data = base64.b64decode(item["b64_json"], validate=True)
-        except (binascii.Error, ValueError):
-            raise ProviderError("The openai provider sent an image that is not base64.") from None
-    elif item.get("url"):
-        data = _download_result(item["url"])
+        image = provider_base64_image(item["b64_json"], NAME)
+    elif isinstance(item.get("url"), str) and item["url"]:
+        image = download_provider_image(item["url"], NAME)  # DALL·E's url answers
     else:
         raise ProviderError("The openai provider returned an item without an image.")
-    return GeneratedImage(
-        image=provider_image(data, NAME), revised_prompt=item.get("revised_prompt")
-    )
-
-
-def _download_result(url: str) -> bytes:
-    from image_common.settings import get_settings
-    from image_service.http import download
-
-    return download(
-        url,
-        max_bytes=RESULT_DOWNLOAD_LIMIT,
-        allow_private=get_settings().allow_private_urls,
-        what="provider's image",
-        error=ProviderError,
-    )
+    revised = item.get("revised_prompt")
+    return GeneratedImage(image=image, revised_prompt=revised if isinstance(revised, str) else None)
 
 
 def _usage_cost(usage: Any, request: ProviderRequest) -> float | None:
