@@ -13,6 +13,7 @@ import pytest
 from image_common.errors import InvalidImage, PayloadTooLarge, ProviderTimeout
 from image_service import http as service_http
 from image_service.inputs import load_input_image
+from image_service.service import ImageService
 from image_service.storage import ImageStore
 from tests.conftest import TEST_BUCKET, data_url, generate, image_bytes
 
@@ -404,3 +405,17 @@ def test_each_input_image_is_checked_and_named_in_the_error(image_service, emula
         )
     assert "input image 2" in caught.value.message
     assert emulators["xai"].requests == []
+
+
+def test_input_images_over_the_total_budget_are_a_413_before_the_provider_is_called(
+    settings, s3, emulators
+):
+    one = data_url(image_bytes("png", 64, 64))
+    size = len(base64.b64decode(one.split(",", 1)[1]))
+    tight = settings.model_copy(update={"max_input_images_total_bytes": size * 2 + size // 2})
+    service = ImageService(tight, ImageStore(tight))
+    generate(service, input_images=[one, one])  # two fit
+    with pytest.raises(PayloadTooLarge, match="add up to more than") as caught:
+        generate(service, input_images=[one, one, one])
+    assert caught.value.status == 413
+    assert len(emulators["openai"].requests) == 1  # only the request that fitted was sent

@@ -366,6 +366,18 @@ def test_a_provider_400_is_the_callers_400_with_the_providers_reason(
         generate(image_service)
 
 
+def test_a_model_the_provider_no_longer_serves_is_a_502_not_the_callers_400(
+    retired_enabled, emulators, monkeypatch
+):
+    # This deployment still enables dall-e-3; OpenAI answers model_not_found: our fault, not
+    # the caller's, who asked for a name the service accepts.
+    gone = {"error": {"message": "The model 'dall-e-3' does not exist.", "code": "model_not_found"}}
+    monkeypatch.setattr(emulators["openai"], "route", lambda request: _json(404, gone))
+    with pytest.raises(ProviderError) as caught:
+        generate(retired_enabled, model="dall-e-3")
+    assert caught.value.status == 502 and "HTTP 404" in caught.value.message
+
+
 def test_an_error_body_with_a_plain_string_is_still_the_callers_400(
     image_service, emulators, monkeypatch
 ):

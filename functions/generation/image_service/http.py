@@ -99,8 +99,10 @@ def raise_for_provider_status(
         )
     if status == 413:
         raise PayloadTooLarge(f"The request is too large for {provider}.")
-    if status in (400, 404, 422):
+    if status in (400, 422):
         raise InvalidRequest(f"The provider rejected the request. {detail}")
+    if status == 404:  # the model or endpoint is ours to choose: a retired model, a wrong URL
+        raise ProviderError(f"The {provider} provider does not serve this model (HTTP 404).")
     if status in (401, 403):
         # Our credentials, not the caller's: a server-side problem, with no detail to leak.
         raise ProviderError(f"The {provider} provider refused this service's credentials.")

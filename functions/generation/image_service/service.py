@@ -15,8 +15,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_common.errors import Forbidden, NotFound
-from image_common.settings import ServiceSettings
+from image_common.errors import Forbidden, NotFound, PayloadTooLarge
+from image_common.settings import MiB, ServiceSettings
 from image_service.inputs import load_input_image
 from image_service.job_runners import job_runner_for
 from image_service.jobs import (
@@ -111,27 +111,11 @@ class ImageService:
         settings, warnings = normalize_settings(request.prompt, request.image, resolved.spec)
         warnings = _retirement_warnings(resolved) + warnings
         image = request.image
-        inputs = tuple(
-            load_input_image(
-                ref,
-                customer_id=request.customer_id,
-                store=self.store,
-                settings=self.settings,
-                what=f"input image {i + 1}",
-            )
-            for i, ref in enumerate(image.input_images)
-        )
-        mask = (
-            load_input_image(
-                image.mask,
-                customer_id=request.customer_id,
-                store=self.store,
-                settings=self.settings,
-                what="mask",
-            )
-            if image.mask
-            else None
-        )
+        references = [(ref, f"input image {i + 1}") for i, ref in enumerate(image.input_images)]
+        if image.mask:
+            references.append((image.mask, "mask"))
+        loaded = self._load_inputs(request.customer_id, references)
+        inputs, mask = (loaded[:-1], loaded[-1]) if image.mask else (loaded, None)
         provider_request = ProviderRequest(
             prompt=request.prompt,
             model=resolved.spec,
@@ -142,6 +126,24 @@ class ImageService:
             timeout_seconds=timeout_seconds,
         )
         return PreparedGeneration(request, resolved.spec, provider_request, warnings)
+
+    def _load_inputs(self, customer_id: int, references: list[tuple[str, str]]):
+        """Each input image, checked as it arrives against the request's total budget."""
+        loaded, total = [], 0
+        for reference, what in references:
+            image = load_input_image(
+                reference,
+                customer_id=customer_id,
+                store=self.store,
+                settings=self.settings,
+                what=what,
+            )
+            total += len(image.data)
+            if total > self.settings.max_input_images_total_bytes:
+                limit = self.settings.max_input_images_total_bytes // MiB
+                raise PayloadTooLarge(f"The input images add up to more than {limit} MiB.")
+            loaded.append(image)
+        return tuple(loaded)
 
     def generate(
         self,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
 
-from image_common.errors import ProviderNotConfigured
+from aws_lambda_powertools import Logger
+
+from image_common.errors import ProviderError, ProviderNotConfigured
 
 # provider → (environment prefix, default base URL)
 PROVIDER_ENDPOINTS: dict[str, tuple[str, str]] = {
@@ -22,6 +23,7 @@ PROVIDER_ENDPOINTS: dict[str, tuple[str, str]] = {
     "xai": ("XAI", "https://api.x.ai/v1"),
 }
 SECRET_MAX_AGE_SECONDS = 3600
+logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,19 @@ def provider_endpoint(provider: str) -> ProviderEndpoint:
     return ProviderEndpoint(base_url=base_url.rstrip("/"), api_key=api_key)
 
 
-@cache
 def _secret_keys() -> dict[str, str]:
+    """The provider keys secret, cached by Powertools for ``SECRET_MAX_AGE_SECONDS``: read once
+    per container, and a rotated key reaches warm containers within that time."""
     arn = os.environ.get("PROVIDER_SECRETS_ARN")
     if not arn:
         return {}
     from aws_lambda_powertools.utilities import parameters  # boto3: only when a secret is used
 
-    value = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
-    return {k: str(v) for k, v in (value or {}).items()}
+    try:
+        value = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    except Exception as error:  # the AWS detail (ARN, account) stays out of the answer
+        logger.error("provider secret unreadable", extra={"error_class": type(error).__name__})
+        raise ProviderError("The provider credentials could not be read.") from None
+    if not isinstance(value, dict):
+        raise ProviderError("The provider credentials secret is not a JSON object.")
+    return {k: str(v) for k, v in value.items()}

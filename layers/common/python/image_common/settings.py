@@ -33,6 +33,8 @@ class ServiceSettings(BaseModel):
     admin_scope: str = "images:admin"
 
     max_input_image_bytes: int = Field(default=10 * MiB, gt=0)
+    # All input images and the mask of one request together: bounds memory (and base64 copies).
+    max_input_images_total_bytes: int = Field(default=25 * MiB, gt=0)
     # Lambda's synchronous response limit is 6 MB; keep room for the envelope and headers.
     max_response_bytes: int = Field(default=6 * 1000 * 1000 - 64 * 1024, gt=0)
     # Local stack and tests only: let URL fetches reach loopback/private addresses over http.
