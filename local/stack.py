@@ -244,13 +244,11 @@ class LocalStack:
         """Drop what the handler modules cached from an earlier environment (a test session may
         have imported them already). ``reload_generation=None``: reload only if its settings
         differ from the current environment's. Returns whether it reloaded."""
-        from image_common import credentials
         from image_common.settings import get_settings
         from image_service import http, storage
 
         get_settings.cache_clear()
         storage.get_s3_client.cache_clear()
-        credentials._secret_keys.cache_clear()
         http.set_http_client(None)
         authorizer = sys.modules.get("authorizer")
         if authorizer is not None:
