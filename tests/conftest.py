@@ -234,3 +234,28 @@ def emulator_over_http(monkeypatch):
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# --- JWT signing keys (authorizer tests) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def ec_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def jwk_of(private_key, kid: str, alg: str) -> dict:
+    """The public JWK of a key, as a JWKS endpoint would publish it."""
+    import jwt
+
+    jwk = jwt.get_algorithm_by_name(alg).to_jwk(private_key.public_key(), as_dict=True)
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}

@@ -22,7 +22,9 @@ import authorizer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.conftest import jwk_of
 
 ISSUER = "https://idp.example/"
 AUDIENCE = "image-api"
@@ -102,21 +104,6 @@ def clean_authorizer(monkeypatch, caplog):
     authorizer.current_verifier.cache_clear()
     yield
     authorizer.current_verifier.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def rsa_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def ec_key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def jwk_of(private_key, kid, alg):
-    jwk = jwt.get_algorithm_by_name(alg).to_jwk(private_key.public_key(), as_dict=True)
-    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
 
 
 def claims(**overrides):

@@ -20,12 +20,12 @@ import authorizer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
 from jwt_authorizer.verifier import Denial, DenialReason, Principal, TokenVerifier
+from tests.conftest import jwk_of
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "unit-test-secret-0123456789abcdef-XYZ"  # 37 bytes
@@ -122,22 +122,6 @@ def secret_mode(monkeypatch, caplog):
     authorizer.current_verifier.cache_clear()
     yield
     authorizer.current_verifier.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def rsa_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def ec_key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def jwk_of(private_key, kid, alg):
-    algorithm = jwt.get_algorithm_by_name(alg)
-    jwk = algorithm.to_jwk(private_key.public_key(), as_dict=True)
-    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
 
 
 class FakeClock:
