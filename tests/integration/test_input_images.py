@@ -13,9 +13,10 @@ import pytest
 from image_common.errors import InvalidImage, PayloadTooLarge, ProviderTimeout
 from image_service import http as service_http
 from image_service.inputs import load_input_image
-from image_service.service import ImageService
+from image_service.models import parse_request
+from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
-from tests.conftest import TEST_BUCKET, data_url, generate, image_bytes
+from tests.conftest import TEST_BUCKET, data_url, generate, image_bytes, request_body
 
 PNG, JPEG, WEBP = image_bytes("png"), image_bytes("jpeg"), image_bytes("webp")
 PUBLIC_ADDRESS = "93.184.216.34"
@@ -181,7 +182,8 @@ def test_a_public_https_image_is_fetched_without_credentials_and_with_a_timeout(
     (request,) = web.requests
     assert "authorization" not in request.headers and "x-key" not in request.headers
     timeout = request.extensions["timeout"]
-    assert timeout["read"] == service_http.DOWNLOAD_TIMEOUT_SECONDS
+    # the download's own cap (what is left of it when the request is sent)
+    assert timeout["read"] == pytest.approx(service_http.DOWNLOAD_TIMEOUT_SECONDS, abs=0.5)
     assert timeout["connect"] == service_http.CONNECT_TIMEOUT_SECONDS
 
 
@@ -419,3 +421,87 @@ def test_input_images_over_the_total_budget_are_a_413_before_the_provider_is_cal
         generate(service, input_images=[one, one, one])
     assert caught.value.status == 413
     assert len(emulators["openai"].requests) == 1  # only the request that fitted was sent
+
+
+# --- one deadline for the whole request ------------------------------------------------------------
+
+
+class RecordingProvider:
+    """Stands in for an adapter: records the time the service left it."""
+
+    name = "openai"
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def generate(self, request):
+        from image_service.providers.base import GeneratedImage, ProviderResult
+
+        self.timeouts.append(request.timeout_seconds)
+        return ProviderResult(images=[GeneratedImage(provider_image(PNG_BYTES))], sent={})
+
+
+def provider_image(data: bytes):
+    from image_service.images import ImageBytes
+
+    return ImageBytes(data, "image/png")
+
+
+PNG_BYTES = image_bytes("png", 16, 16)
+
+
+@pytest.fixture
+def slow_image_server():
+    """An image URL on loopback that answers after a delay (seconds, set by the test)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    delay = {"seconds": 0.0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(delay["seconds"])
+            self.send_response(200)
+            self.send_header("content-type", "image/png")
+            self.send_header("content-length", str(len(PNG_BYTES)))
+            self.end_headers()
+            self.wfile.write(PNG_BYTES)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    service_http.set_http_client(service_http.new_http_client())
+    yield f"http://127.0.0.1:{server.server_address[1]}/in.png", delay
+    service_http.set_http_client(None)
+    server.shutdown()
+    server.server_close()
+
+
+def test_time_spent_fetching_inputs_is_taken_from_the_providers_time(
+    settings, s3, slow_image_server
+):
+    url, delay = slow_image_server
+    delay["seconds"] = 0.4
+    provider = RecordingProvider()
+    service = ImageService(settings, ImageStore(settings), provider_for=lambda name: provider)
+    request = parse_request(request_body(input_images=[url]))
+    service.generate(request, caller=Caller.trusted(), timeout_seconds=3.0)
+    (left,) = provider.timeouts
+    assert 1.0 < left <= 2.65  # 3 s for the request, 0.4 s of it spent on the download
+
+
+def test_inputs_that_use_up_the_requests_time_are_a_504_before_any_provider_call(
+    settings, s3, slow_image_server
+):
+    url, delay = slow_image_server
+    delay["seconds"] = 0.8
+    provider = RecordingProvider()
+    service = ImageService(settings, ImageStore(settings), provider_for=lambda name: provider)
+    request = parse_request(request_body(input_images=[url]))
+    with pytest.raises(ProviderTimeout) as caught:
+        service.generate(request, caller=Caller.trusted(), timeout_seconds=1.5)
+    assert caught.value.status == 504
+    assert provider.timeouts == []  # nothing was paid for

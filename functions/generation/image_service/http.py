@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urljoin, urlsplit
@@ -156,10 +157,12 @@ def download(
 ) -> bytes:
     """GET a URL with no credentials, checking every redirect hop, capped in size and time.
 
-    ``error`` is what a failed fetch raises: a bad caller-supplied URL is the caller's 400, a
-    provider's result URL that fails is the provider's 502.
+    ``timeout_seconds`` bounds the whole fetch — every redirect hop and a slow trickle of bytes
+    — not only each network wait. ``error`` is what a failed fetch raises: a bad caller-supplied
+    URL is the caller's 400, a provider's result URL that fails is the provider's 502.
     """
     client = get_http_client()
+    deadline = time.monotonic() + timeout_seconds
     for _ in range(MAX_REDIRECTS + 1):
         try:
             check_public_url(url, allow_private=allow_private)
@@ -169,7 +172,10 @@ def download(
             # A provider's URL that points inward is the provider's fault (502), not the caller's.
             raise error(f"The {what} URL was refused: {refused.message}") from None
         try:
-            with client.stream("GET", url, timeout=request_timeout(timeout_seconds)) as response:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise httpx.TimeoutException("download deadline")
+            with client.stream("GET", url, timeout=request_timeout(remaining)) as response:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue
@@ -180,6 +186,8 @@ def download(
                     raise PayloadTooLarge(f"The {what} is larger than {max_bytes} bytes.")
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
+                    if time.monotonic() > deadline:
+                        raise httpx.TimeoutException("download deadline")
                     size += len(chunk)
                     if size > max_bytes:
                         raise PayloadTooLarge(f"The {what} is larger than {max_bytes} bytes.")

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_common.errors import Forbidden, NotFound, PayloadTooLarge
+from image_common.errors import Forbidden, NotFound, PayloadTooLarge, ProviderTimeout
 from image_common.settings import MiB, ServiceSettings
 from image_service.inputs import load_input_image
 from image_service.job_runners import job_runner_for
@@ -41,6 +41,7 @@ from image_service.storage import ImageStore, prompt_hash
 
 logger = Logger(child=True)
 MAX_PARALLEL_CALLS = 4
+MIN_PROVIDER_SECONDS = 1.0  # less than this left for the provider: answer 504 now, not later
 _DATA_URL_OVERHEAD = 64  # "data:image/webp;base64," and JSON quoting, per image
 
 
@@ -105,6 +106,9 @@ class ImageService:
     def prepare(
         self, request: ImageGenerationRequest, *, timeout_seconds: float
     ) -> PreparedGeneration:
+        """Resolve, fit and load the inputs. ``timeout_seconds`` is the whole request's time:
+        what fetching input images uses, the provider call does not get again."""
+        deadline = time.monotonic() + timeout_seconds
         resolved = resolve_model(
             request.image.model, enabled_retired=self.settings.retired_models_enabled
         )
@@ -114,8 +118,11 @@ class ImageService:
         references = [(ref, f"input image {i + 1}") for i, ref in enumerate(image.input_images)]
         if image.mask:
             references.append((image.mask, "mask"))
-        loaded = self._load_inputs(request.customer_id, references)
+        loaded = self._load_inputs(request.customer_id, references, deadline)
         inputs, mask = (loaded[:-1], loaded[-1]) if image.mask else (loaded, None)
+        remaining = deadline - time.monotonic()
+        if references and remaining < MIN_PROVIDER_SECONDS:
+            raise ProviderTimeout("Fetching the input images used up the time for this request.")
         provider_request = ProviderRequest(
             prompt=request.prompt,
             model=resolved.spec,
@@ -123,12 +130,12 @@ class ImageService:
             input_images=inputs,
             mask=mask,
             provider_options=image.provider_options,
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=remaining,
         )
         return PreparedGeneration(request, resolved.spec, provider_request, warnings)
 
-    def _load_inputs(self, customer_id: int, references: list[tuple[str, str]]):
-        """Each input image, checked as it arrives against the request's total budget."""
+    def _load_inputs(self, customer_id: int, references: list[tuple[str, str]], deadline: float):
+        """Each input image within the request's time, checked against its total size budget."""
         loaded, total = [], 0
         for reference, what in references:
             image = load_input_image(
@@ -137,6 +144,7 @@ class ImageService:
                 store=self.store,
                 settings=self.settings,
                 what=what,
+                timeout_seconds=max(0.0, deadline - time.monotonic()),
             )
             total += len(image.data)
             if total > self.settings.max_input_images_total_bytes:
