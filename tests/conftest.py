@@ -238,6 +238,19 @@ def emulator_over_http(monkeypatch):
 
 # --- JWT signing keys (authorizer tests) ---------------------------------------------------------
 
+# Every variable the authorizer reads: cleared before each authorizer test.
+AUTHORIZER_ENV = (
+    "JWT_SECRET",
+    "JWT_SECRET_ARN",
+    "JWT_JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ALGORITHMS",
+    "JWT_CUSTOMER_CLAIM",
+    "JWT_LEEWAY_SECONDS",
+    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+)
+
 
 @pytest.fixture(scope="session")
 def rsa_key():

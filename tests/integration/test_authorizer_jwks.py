@@ -24,25 +24,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import jwk_of
+from tests.conftest import AUTHORIZER_ENV, jwk_of
 
 ISSUER = "https://idp.example/"
 AUDIENCE = "image-api"
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt/hs256-AbCdEf"
 SESSION_TOKEN = "fake-session-token"
 SECRET = "secret-from-secrets-manager-0123456789"
-AUTH_ENV = (
-    "JWT_SECRET",
-    "JWT_SECRET_ARN",
-    "JWT_JWKS_URL",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_ALGORITHMS",
-    "JWT_CUSTOMER_CLAIM",
-    "JWT_LEEWAY_SECONDS",
-    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-    "AWS_SESSION_TOKEN",
-)
+AUTH_ENV = (*AUTHORIZER_ENV, "AWS_SESSION_TOKEN")
 
 
 class LocalServer:

@@ -25,21 +25,11 @@ from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
 from jwt_authorizer.verifier import Denial, DenialReason, Principal, TokenVerifier
+from tests.conftest import AUTHORIZER_ENV as AUTH_ENV
 from tests.conftest import jwk_of
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "unit-test-secret-0123456789abcdef-XYZ"  # 37 bytes
-AUTH_ENV = (
-    "JWT_SECRET",
-    "JWT_SECRET_ARN",
-    "JWT_JWKS_URL",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_ALGORITHMS",
-    "JWT_CUSTOMER_CLAIM",
-    "JWT_LEEWAY_SECONDS",
-    "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-)
 
 
 # --- helpers -------------------------------------------------------------------------------
