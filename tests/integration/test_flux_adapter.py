@@ -27,9 +27,7 @@ from image_service.providers import flux
 from tests.conftest import PROVIDER_KEYS, request_body
 
 SPEC_NAME = "bfl-openapi-excerpt.yaml"
-SPEC_PATH = Path(__file__).parents[3] / "shared" / "specs" / SPEC_NAME
-if not SPEC_PATH.exists():  # CI clones the repo with shared/ beside it
-    SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / SPEC_NAME
+SPEC_PATH = Path(__file__).parents[1] / "specs" / SPEC_NAME  # vendored
 SCHEMAS = {
     "flux-dev": "FluxDevInputs",
     "flux-pro-1.1": "FluxPro11Inputs",
