@@ -13,6 +13,7 @@ from typing import Any
 from aws_cdk import App
 
 from infra.bundling import PROJECT_ROOT, LambdaAssets
+from infra.constructs.edge import EdgeProtectionStack
 from infra.nag import apply_aws_solutions_checks
 from infra.settings import (
     STAGE_CONTEXT_KEY,
@@ -41,6 +42,18 @@ def settings_from(app: App) -> StageSettings:
 
 
 def build_service(app: App, *, assets: LambdaAssets) -> ImageServiceStack:
-    stack = ImageServiceStack(app, settings=settings_from(app), assets=assets)
+    settings = settings_from(app)
+    # A CloudFront web ACL can only be created in us-east-1: its own stack, referenced across
+    # regions, unless the stage names an existing ACL (infra/constructs/edge.py).
+    edge = EdgeProtectionStack(app, settings=settings) if settings.edge.creates_web_acl else None
+    stack = ImageServiceStack(
+        app,
+        settings=settings,
+        assets=assets,
+        web_acl_arn=edge.web_acl_arn if edge else settings.edge.web_acl_arn,
+        cross_region_references=edge is not None,
+    )
+    if edge is not None:
+        stack.add_stack_dependency(edge)
     apply_aws_solutions_checks(app)
     return stack

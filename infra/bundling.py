@@ -49,6 +49,7 @@ class LambdaAssets:
 
     authorizer_code: Path
     generation_code: Path
+    health_code: Path
     common_layer: Path
     dependencies_layer: Path
     # The build's fingerprint already names its content: CDK need not hash 30 MB on every synth.
@@ -61,6 +62,7 @@ class LambdaAssets:
         return cls(
             authorizer_code=PROJECT_ROOT / "functions" / "authorizer",
             generation_code=PROJECT_ROOT / "functions" / "generation",
+            health_code=PROJECT_ROOT / "functions" / "health",
             common_layer=PROJECT_ROOT / "layers" / "common",
             dependencies_layer=dependencies_layer,
             dependencies_layer_hash=dependencies_layer_hash,

@@ -46,6 +46,9 @@ LOG_RETENTION_DAYS = (
 SECRET_COMPLETE_ARN = re.compile(
     r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
 )
+WEB_ACL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:wafv2:us-east-1:\d{12}:global/webacl/[A-Za-z0-9_-]+/[0-9a-f-]+$"
+)
 SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -144,6 +147,7 @@ FLUX_SUBMIT_SIZING = FunctionSizing(memory_mb=512, timeout_seconds=40)  # may wa
 FLUX_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
 FLUX_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
 FLUX_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
+HEALTH_SIZING = FunctionSizing(memory_mb=128, timeout_seconds=3)  # answers a constant
 # A direct invoke of a Flux request waits for the job's record until the job's deadline: its
 # budget plus this grace for the last poll and the store task (FINALIZE_GRACE_SECONDS in
 # functions/generation/image_service/jobs.py; a test keeps the two equal) ...
@@ -152,8 +156,24 @@ JOB_FINALIZE_GRACE_SECONDS = 30
 INVOKE_TIMEOUT_MARGIN_SECONDS = 10
 
 
+class ReservedConcurrency(_Settings):
+    """Concurrent executions reserved for — and the most allowed to — each function. A cap keeps
+    one runaway caller from starving the account's other functions (and the provider bill in
+    check); ``None`` shares the account's unreserved pool (e.g. a new account whose limit is
+    10, where nothing can be reserved). Lambda keeps 100 of the account's limit unreserved."""
+
+    authorizer: int | None = Field(default=None, ge=1, le=3000)
+    generation: int | None = Field(default=None, ge=1, le=3000)
+    health: int | None = Field(default=None, ge=1, le=3000)
+    flux_submit: int | None = Field(default=None, ge=1, le=3000)
+    flux_poll: int | None = Field(default=None, ge=1, le=3000)
+    flux_store: int | None = Field(default=None, ge=1, le=3000)
+    flux_record_failure: int | None = Field(default=None, ge=1, le=3000)
+
+
 class FunctionsSettings(_Settings):
     authorizer: FunctionSizing = AUTHORIZER_SIZING
+    health: FunctionSizing = HEALTH_SIZING
     generation: FunctionSizing = GENERATION_SIZING
     flux_submit: FunctionSizing = FLUX_SUBMIT_SIZING
     flux_poll: FunctionSizing = FLUX_POLL_SIZING
@@ -166,6 +186,12 @@ class FunctionsSettings(_Settings):
     # Retired models this stage's provider accounts still serve (see the model registry).
     enabled_retired_models: tuple[str, ...] = ()
     tracing: bool = True
+    reserved_concurrency: ReservedConcurrency = ReservedConcurrency()
+
+
+class Throttle(_Settings):
+    rate_limit: float = Field(gt=0, le=10000)  # steady requests / second
+    burst_limit: int = Field(gt=0, le=5000)
 
 
 class ApiSettings(_Settings):
@@ -175,6 +201,53 @@ class ApiSettings(_Settings):
     authorizer_cache_seconds: int = Field(default=60, ge=0, le=3600)
     cors_allowed_origins: tuple[str, ...] = ()
     cors_max_age_seconds: int = Field(default=3600, ge=0, le=86400)
+    # Per route ("POST /image/generate"): what a route costs decides its limit; a route not
+    # named here gets the stage's limit above. Unknown route keys fail synth (api.py).
+    route_throttles: dict[str, Throttle] = Field(default_factory=dict)
+
+
+class LimitsSettings(_Settings):
+    """Per-customer defaults; one customer's overrides live in the usage table (docs/limits.md)."""
+
+    requests_per_minute: int = Field(default=30, ge=1, le=100_000)
+    daily_budget_usd: float = Field(default=20.0, gt=0)
+    monthly_budget_usd: float = Field(default=200.0, gt=0)
+
+    @model_validator(mode="after")
+    def _month_holds_a_day(self) -> Self:
+        if self.monthly_budget_usd < self.daily_budget_usd:
+            raise ValueError("monthly_budget_usd must be at least daily_budget_usd")
+        return self
+
+
+GENERATION_TRAFFIC_SHIFTING = Literal[
+    "all_at_once",
+    "canary_10_percent_5_minutes",
+    "canary_10_percent_10_minutes",
+    "canary_10_percent_15_minutes",
+    "linear_10_percent_every_1_minute",
+]
+
+
+class DeploySettings(_Settings):
+    # How CodeDeploy moves the generation function's alias to a new version; any alarm of the
+    # stage during the shift rolls it back.
+    generation_traffic_shifting: GENERATION_TRAFFIC_SHIFTING = "canary_10_percent_5_minutes"
+    termination_protection: bool = False
+
+
+class EdgeSettings(_Settings):
+    """WAF in front of the CloudFront image distribution (cloudfront URL mode only). A
+    CLOUDFRONT web ACL must live in us-east-1: name an existing one, or let the app create it
+    in a small us-east-1 stack (needs the stage's ``region``; docs/deploy.md)."""
+
+    web_acl_arn: str | None = Field(default=None, pattern=WEB_ACL_ARN.pattern)
+    # Requests per client IP per 5 minutes before WAF blocks it (the created ACL's rule).
+    rate_limit_per_5_minutes: int | None = Field(default=None, ge=10, le=2_000_000_000)
+
+    @property
+    def creates_web_acl(self) -> bool:
+        return self.web_acl_arn is None and self.rate_limit_per_5_minutes is not None
 
 
 class StorageSettings(_Settings):
@@ -202,8 +275,22 @@ class MonitoringSettings(_Settings):
     function_errors_threshold: int = Field(default=1, ge=1)
     throttles_threshold: int = Field(default=1, ge=1)
     flux_failures_threshold: int = Field(default=3, ge=1)
+    api_4xx_rate_percent: float = Field(default=30.0, gt=0, le=100)
+    api_latency_p99_ms: int = Field(default=25_000, ge=100, le=30_000)
+    # Denials (bad tokens) are normal; most requests denied is a broken key or issuer.
+    authorizer_denial_rate_percent: float = Field(default=50.0, gt=0, le=100)
+    authorizer_errors_threshold: int = Field(default=1, ge=1)
+    invoke_failures_threshold: int = Field(default=1, ge=1)  # 5xx-type direct-invoke answers
+    duration_near_timeout_percent: float = Field(default=90.0, gt=0, le=100)
+    concurrency_near_reservation_percent: float = Field(default=80.0, gt=0, le=100)
+    provider_error_rate_percent: float = Field(default=20.0, gt=0, le=100)
+    provider_min_calls: int = Field(default=10, ge=1)
+    cost_per_hour_usd: float = Field(default=50.0, gt=0)
+    webhook_failures_threshold: int = Field(default=1, ge=1)
     period_minutes: int = Field(default=5, ge=1, le=60)
     evaluation_periods: int = Field(default=1, ge=1, le=10)
+    # A stage that must not alarm into the void: it needs alarm_emails or alarm_topic_arn.
+    require_subscriber: bool = False
 
     @model_validator(mode="after")
     def _emails_are_emails(self) -> Self:
@@ -212,6 +299,8 @@ class MonitoringSettings(_Settings):
             raise ValueError(f"not an email address: {', '.join(bad)}")
         if self.alarm_topic_arn and self.alarm_emails:
             raise ValueError("subscribe emails to the existing alarm topic, not here")
+        if self.require_subscriber and not (self.alarm_emails or self.alarm_topic_arn):
+            raise ValueError("this stage requires alarm_emails or alarm_topic_arn")
         return self
 
 
@@ -222,7 +311,8 @@ class StageSettings(_Settings):
     account: str | None = Field(default=None, pattern=r"^\d{12}$")
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     log_retention_days: int = 30
-    provider_secret_arn: str | None = Field(default=None, pattern=SECRET_COMPLETE_ARN.pattern)
+    # provider name → complete ARN of an existing secret {"api_key": "…"}; others are created.
+    provider_secret_arns: dict[str, str] = Field(default_factory=dict)
     jwt: JwtSettings = JwtSettings()
     image_url: ImageUrlSettings = ImageUrlSettings()
     functions: FunctionsSettings = FunctionsSettings()
@@ -230,9 +320,22 @@ class StageSettings(_Settings):
     storage: StorageSettings = StorageSettings()
     flux: FluxSettings = FluxSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    limits: LimitsSettings = LimitsSettings()
+    deploy: DeploySettings = DeploySettings()
+    edge: EdgeSettings = EdgeSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        from infra.service_code import PROVIDERS
+
+        unknown = sorted(set(self.provider_secret_arns) - set(PROVIDERS))
+        if unknown:
+            raise ValueError(
+                f"provider_secret_arns: unknown provider(s) {unknown}; known: {list(PROVIDERS)}"
+            )
+        bad = [a for a in self.provider_secret_arns.values() if not SECRET_COMPLETE_ARN.match(a)]
+        if bad:
+            raise ValueError(f"provider_secret_arns: not a complete secret ARN: {bad}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ValueError(
                 f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
@@ -246,6 +349,16 @@ class StageSettings(_Settings):
                 "functions.generation.timeout_seconds must exceed flux.budget_seconds by "
                 f"{JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS} s "
                 f"(at least {needed}): a direct invoke waits for the job's deadline"
+            )
+        edge = self.edge
+        if (edge.web_acl_arn or edge.rate_limit_per_5_minutes) and (
+            self.image_url.mode != "cloudfront"
+        ):
+            raise ValueError("edge settings protect the CloudFront distribution: cloudfront mode")
+        if edge.creates_web_acl and not self.region:
+            raise ValueError(
+                "edge.rate_limit_per_5_minutes creates a web ACL in us-east-1, referenced across "
+                "regions: set the stage's region (or give edge.web_acl_arn)"
             )
         return self
 

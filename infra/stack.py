@@ -12,11 +12,13 @@ from constructs import Construct
 
 from infra.bundling import LambdaAssets
 from infra.constructs.api import ImageApi
+from infra.constructs.deployment import GenerationDeployment
 from infra.constructs.flux_workflow import FluxWorkflow
 from infra.constructs.functions import ServiceFunctions
 from infra.constructs.monitoring import ServiceMonitoring
 from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import ImageStorage
+from infra.service_code import PROVIDERS
 from infra.settings import SERVICE_NAME, StageSettings
 
 
@@ -27,6 +29,8 @@ class ImageServiceStack(Stack):
         *,
         settings: StageSettings,
         assets: LambdaAssets,
+        web_acl_arn: str | None = None,
+        cross_region_references: bool = False,
     ) -> None:
         super().__init__(
             scope,
@@ -34,10 +38,12 @@ class ImageServiceStack(Stack):
             description=f"Image generation service ({settings.name})",
             env=Environment(account=settings.account, region=settings.region),
             tags={"service": SERVICE_NAME, "stage": settings.name},
+            termination_protection=settings.deploy.termination_protection,
+            cross_region_references=cross_region_references,
         )
 
         secrets = ServiceSecrets(self, "Secrets", settings=settings)
-        storage = ImageStorage(self, "Storage", settings=settings)
+        storage = ImageStorage(self, "Storage", settings=settings, web_acl_arn=web_acl_arn)
         functions = ServiceFunctions(
             self, "Functions", settings=settings, assets=assets, storage=storage, secrets=secrets
         )
@@ -45,15 +51,16 @@ class ImageServiceStack(Stack):
             self,
             "FluxWorkflow",
             settings=settings,
-            tasks=functions.flux_tasks,
+            tasks=functions.flux_task_aliases,
             started_by=functions.generation,
         )
         api = ImageApi(
             self,
             "Api",
             settings=settings,
-            authorizer_function=functions.authorizer,
-            generation_function=functions.generation,
+            authorizer_function=functions.live(functions.authorizer),
+            generation_function=functions.live(functions.generation),
+            health_function=functions.live(functions.health),
         )
         monitoring = ServiceMonitoring(
             self,
@@ -62,8 +69,15 @@ class ImageServiceStack(Stack):
             api=api,
             authorizer=functions.authorizer,
             generation=functions.generation,
-            functions=functions.all,
+            functions=functions.named,
             flux_state_machine=flux.state_machine,
+        )
+        GenerationDeployment(
+            self,
+            "GenerationDeployment",
+            settings=settings,
+            alias=functions.live(functions.generation),
+            rollback_alarms=monitoring.rollback_alarms,
         )
 
         outputs = {
@@ -75,12 +89,17 @@ class ImageServiceStack(Stack):
                 "lambda:Invoke this function for tool-shaped results (no 30 s API limit)",
             ),
             "GenerationFunctionArn": (functions.generation.function_arn, "Generation function"),
+            "GenerationAliasArn": (
+                functions.live(functions.generation).function_arn,
+                "Invoke this (the live alias): deploys shift it, with rollback",
+            ),
+            "HealthFunctionName": (functions.health.function_name, "GET /health"),
+            "DashboardName": (monitoring.dashboard.dashboard_name, "Operations dashboard"),
             "InvokeGenerationPolicyArn": (
                 functions.invoke_generation_policy.managed_policy_arn,
                 "Attach to a caller's role to allow invoking the generation function",
             ),
             "AuthorizerFunctionName": (functions.authorizer.function_name, "JWT authorizer"),
-            "ProviderSecretArn": (secrets.provider_keys.secret_arn, "Provider API keys (JSON)"),
             "AlarmTopicArn": (monitoring.topic.topic_arn, "Alarm notifications"),
             **{
                 f"Flux{name.title().replace('_', '')}FunctionName": (
@@ -90,6 +109,11 @@ class ImageServiceStack(Stack):
                 for name, fn in functions.flux_tasks.items()
             },
         }
+        for provider, secret in secrets.provider_keys.items():
+            outputs[f"{PROVIDERS[provider].env_prefix.title()}ApiKeySecretArn"] = (
+                secret.secret_arn,
+                f'The {provider} API key: put-secret-value {{"api_key": "…"}}',
+            )
         if secrets.jwt_secret is not None:
             outputs["JwtSecretArn"] = (secrets.jwt_secret.secret_arn, "HS256 key for bearer JWTs")
         if storage.cdn_domain:

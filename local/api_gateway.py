@@ -62,11 +62,13 @@ LambdaHandler = Callable[[Any, Any], Any]
 
 @dataclass(frozen=True)
 class Route:
-    """One route of the API: ``Route("GET", "/image/jobs/{job_id}", authorized=True)``."""
+    """One route of the API: ``Route("GET", "/image/jobs/{job_id}", authorized=True)``.
+    ``function`` names the integration when it is not the gateway's default one."""
 
     method: str
     path: str
     authorized: bool = True
+    function: str | None = None
 
     @property
     def key(self) -> str:
@@ -201,9 +203,14 @@ class HttpApiGateway:
         api_id: str = "local",
         stage: str = "$default",
         integration_timeout_seconds: float = INTEGRATION_TIMEOUT_SECONDS,
+        integrations: dict[str, LambdaFunction] | None = None,
     ) -> None:
         if any(route.authorized for route in routes) and authorizer is None:
             raise ValueError("an authorized route needs an authorizer")
+        self.integrations = dict(integrations or {})
+        unknown = {r.function for r in routes if r.function} - set(self.integrations)
+        if unknown:
+            raise ValueError(f"routes name unknown functions: {', '.join(sorted(unknown))}")
         self.routes = routes
         self.integration = integration
         self.authorizer = authorizer
@@ -242,8 +249,9 @@ class HttpApiGateway:
                 return decision
             event["requestContext"]["authorizer"] = {"lambda": decision}
 
+        function = self.integrations[route.function] if route.function else self.integration
         try:
-            result = invoke_with_timeout(self.integration, event, self.integration_timeout_seconds)
+            result = invoke_with_timeout(function, event, self.integration_timeout_seconds)
         except TimeoutError as error:
             logger.error("integration timeout: %s", error)
             return GatewayResponse.message(SERVICE_UNAVAILABLE)

@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_CODE_PATHS = (
     REPO_ROOT / "functions" / "generation",
     REPO_ROOT / "functions" / "authorizer",
+    REPO_ROOT / "functions" / "health",
     REPO_ROOT / "layers" / "common" / "python",
 )
 
@@ -45,11 +46,12 @@ ROUTES = [
     Route("POST", "/image/generate", authorized=True),
     Route("GET", "/image/jobs/{job_id}", authorized=True),
     Route("GET", "/image/models", authorized=True),
-    Route("GET", "/health", authorized=False),
+    Route("GET", "/health", authorized=False, function="health"),
 ]
 # As deployed (infra/settings.py, infra/constructs/api.py).
 GENERATION_TIMEOUT_SECONDS, GENERATION_MEMORY_MB = 120.0, 1024
 AUTHORIZER_TIMEOUT_SECONDS, AUTHORIZER_MEMORY_MB = 10.0, 256
+HEALTH_TIMEOUT_SECONDS, HEALTH_MEMORY_MB = 3.0, 128
 INTEGRATION_TIMEOUT_SECONDS = 29.0
 
 
@@ -115,6 +117,16 @@ class LocalStack:
                 region=region,
                 account_id=ACCOUNT_ID,
                 integration_timeout_seconds=INTEGRATION_TIMEOUT_SECONDS,
+                integrations={
+                    "health": LambdaFunction(
+                        "health",
+                        importlib.import_module("health").handler,
+                        timeout_seconds=HEALTH_TIMEOUT_SECONDS,
+                        memory_mb=HEALTH_MEMORY_MB,
+                        region=region,
+                        account_id=ACCOUNT_ID,
+                    )
+                },
             )
             self.base_url = self._gateway.serve(HOST, self.port)
         except BaseException:

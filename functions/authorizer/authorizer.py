@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jwt_authorizer.events import log_event
+from jwt_authorizer.metrics import AuthorizerMetrics
 from jwt_authorizer.secret_extension import SecretUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
 from jwt_authorizer.verifier import (
@@ -27,6 +28,8 @@ _MAX_HEADER_CHARS = MAX_TOKEN_BYTES + len("Bearer ")
 # JWT_SECRET_ARN mode re-reads the secret this often, so a rotated key reaches warm containers
 # too (the extension caches it as long: JWT_SECRET_CACHE_TTL in infra/constructs/functions.py).
 SECRET_REREAD_SECONDS = 300.0
+# Denials that are the service's fault, not the caller's: counted as authorizer errors too.
+SERVICE_FAULTS = frozenset({DenialReason.JWKS_UNAVAILABLE})
 
 
 class _ContainerVerifier:
@@ -60,6 +63,7 @@ class _ContainerVerifier:
 
 
 current_verifier = _ContainerVerifier()
+metrics = AuthorizerMetrics()
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -68,12 +72,14 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except (ConfigurationError, SecretUnavailable) as error:
         # The messages name the variable and never carry secret material.
         log_event(logging.ERROR, "authorizer_unavailable", detail=str(error))
+        metrics.errored("unavailable")
         return _deny()
     try:
         token = bearer_token(event)
         outcome = token if isinstance(token, Denial) else verifier.verify(token)
     except Exception as error:  # a bug must still end in a deny, never in a 500
         log_event(logging.ERROR, "deny", reason="internal_error", error=type(error).__name__)
+        metrics.errored("internal_error")
         return _deny()
 
     if isinstance(outcome, Denial):
@@ -85,6 +91,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             iss=outcome.issuer,
             claim=outcome.claim,
         )
+        if outcome.reason in SERVICE_FAULTS:
+            metrics.errored(outcome.reason.value)
+        else:
+            metrics.denied(outcome.reason.value)
         return _deny()
     log_event(logging.DEBUG, "allow", customer_id=outcome.customer_id)
     return {"isAuthorized": True, "context": outcome.as_context()}

@@ -21,6 +21,12 @@ from image_common.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from image_common.metric_names import (
+    ERROR_TYPE_DIMENSION,
+    IMAGES_GENERATED,
+    INVOKE_FAILURES,
+    PROVIDER_DIMENSION,
+)
 from image_common.settings import get_settings
 from image_service.jobs import final_answer, is_job_accepted
 from image_service.models import parse_request
@@ -84,11 +90,6 @@ def list_models() -> Response:
     return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 
-@app.get("/health")
-def health() -> Response:
-    return _json(200, success_envelope({"status": "ok"}))
-
-
 @app.exception_handler(ImageServiceError)
 def service_error(error: ImageServiceError) -> Response:
     logger.info("request failed", extra={"error_type": error.type, "status": error.status})
@@ -145,10 +146,15 @@ def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Res
 
 
 def _count_images(data: dict[str, Any]) -> None:
-    metrics.add_dimension(name="provider", value=data["provider"])
+    metrics.add_dimension(name=PROVIDER_DIMENSION, value=data["provider"])
     metrics.add_metric(
-        name="ImagesGenerated", unit=MetricUnit.Count, value=len(data.get("images") or [1])
+        name=IMAGES_GENERATED, unit=MetricUnit.Count, value=len(data.get("images") or [1])
     )
+
+
+def _count_invoke_failure(error_type: str) -> None:
+    metrics.add_dimension(name=ERROR_TYPE_DIMENSION, value=error_type)
+    metrics.add_metric(name=INVOKE_FAILURES, unit=MetricUnit.Count, value=1)
 
 
 # --- entry point -----------------------------------------------------------------------------
@@ -168,4 +174,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = tool.generate_image(event, timeout_seconds=settings.invoke_provider_timeout_seconds)
     if result["success"]:
         _count_images(result)
+    else:  # an answer, not an exception: only this metric makes the failure visible
+        _count_invoke_failure(result["error"]["type"])
     return result

@@ -1,9 +1,11 @@
 """API Gateway HTTP API with the Lambda authorizer in front of the generation function.
 
 Routes: ``POST /image/generate``, ``GET /image/jobs/{job_id}``, ``GET /image/models`` (all
-behind the authorizer) and ``GET /health`` (open). The authorizer uses payload format 2.0 with
-simple responses, and its result is cached per ``Authorization`` header value. The ``$default``
-stage throttles and writes JSON access logs; CORS preflight is answered by API Gateway itself.
+behind the authorizer, served by the generation function) and ``GET /health`` (open, served by
+its own tiny function). The authorizer uses payload format 2.0 with simple responses, and its
+result is cached per ``Authorization`` header value. Every integration calls a function's
+``live`` alias. The ``$default`` stage throttles (per route where the stage says so) and writes
+JSON access logs; CORS preflight is answered by API Gateway itself.
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ from constructs import Construct
 
 from infra.log_retention import retention
 from infra.nag import acknowledge
-from infra.settings import StageSettings
+from infra.settings import SettingsError, StageSettings
 
 AUTHORIZATION_HEADER = "$request.header.Authorization"
 # HTTP API integrations may wait at most 29 s (the request as a whole: 30 s).
 INTEGRATION_TIMEOUT = Duration.seconds(29)
 
-# (method, path, authorized)
-ROUTES: tuple[tuple[apigw.HttpMethod, str, bool], ...] = (
-    (apigw.HttpMethod.POST, "/image/generate", True),
-    (apigw.HttpMethod.GET, "/image/jobs/{job_id}", True),
-    (apigw.HttpMethod.GET, "/image/models", True),
-    (apigw.HttpMethod.GET, "/health", False),
+GENERATION, HEALTH = "generation", "health"
+# (method, path, authorized, served by)
+ROUTES: tuple[tuple[apigw.HttpMethod, str, bool, str], ...] = (
+    (apigw.HttpMethod.POST, "/image/generate", True, GENERATION),
+    (apigw.HttpMethod.GET, "/image/jobs/{job_id}", True, GENERATION),
+    (apigw.HttpMethod.GET, "/image/models", True, GENERATION),
+    (apigw.HttpMethod.GET, "/health", False, HEALTH),
 )
+ROUTE_KEYS = tuple(f"{method.value} {path}" for method, path, _, _ in ROUTES)
 
 # One JSON object per request. Never the Authorization header, the body or the query string.
 ACCESS_LOG_FORMAT = {
@@ -80,6 +84,7 @@ class ImageApi(Construct):
         settings: StageSettings,
         authorizer_function: lambda_.IFunction,
         generation_function: lambda_.IFunction,
+        health_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         api_settings = settings.api
@@ -119,27 +124,54 @@ class ImageApi(Construct):
             access_log_settings=_JsonAccessLogs(access_logs),
         )
 
-        integration = integrations.HttpLambdaIntegration(
-            "Generation",
-            generation_function,
-            payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0,
-            timeout=INTEGRATION_TIMEOUT,
-        )
-        for method, path, authorized in ROUTES:
+        targets = {
+            GENERATION: integrations.HttpLambdaIntegration(
+                "Generation",
+                generation_function,
+                payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0,
+                timeout=INTEGRATION_TIMEOUT,
+            ),
+            HEALTH: integrations.HttpLambdaIntegration(
+                "Health",
+                health_function,
+                payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0,
+                timeout=INTEGRATION_TIMEOUT,
+            ),
+        }
+        for method, path, authorized, target in ROUTES:
             routes = self.http_api.add_routes(
                 path=path,
                 methods=[method],
-                integration=integration,
+                integration=targets[target],
                 authorizer=self.authorizer if authorized else apigw.HttpNoneAuthorizer(),
             )
-            if not authorized:
-                for route in routes:
+            for route in routes:
+                # Route settings name routes by key: they must exist before the stage.
+                self.stage.node.add_dependency(route)
+                if not authorized:
                     acknowledge(
                         route,
                         "APIG4",
                         "GET /health is the liveness probe for load balancers and uptime "
                         "checks; it answers a constant and touches no customer data.",
                     )
+        self._throttle_routes(settings)
+
+    def _throttle_routes(self, settings: StageSettings) -> None:
+        """Route-level limits: what a route costs decides how often it may be called."""
+        throttles = settings.api.route_throttles
+        unknown = sorted(set(throttles) - set(ROUTE_KEYS))
+        if unknown:
+            raise SettingsError(
+                f"api.route_throttles names unknown routes {unknown}; routes: {list(ROUTE_KEYS)}"
+            )
+        if not throttles:
+            return
+        stage = self.stage.node.default_child
+        stage.route_settings = {
+            key: {"ThrottlingRateLimit": t.rate_limit, "ThrottlingBurstLimit": t.burst_limit}
+            for key, t in throttles.items()
+        }
 
     @property
     def url(self) -> str:

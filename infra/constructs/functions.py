@@ -1,8 +1,9 @@
-"""Lambda functions and layers: the authorizer, generation, and the four Flux tasks.
+"""Lambda functions and layers: the authorizer, generation, health, and the four Flux tasks.
 
 Every function runs on arm64 and ``RUNTIME``, with its own log group (retention per stage),
-its own role holding only what that function does, and memory and timeout from the stage
-settings. Layers: third-party dependencies (built by ``infra/bundling.py``), the shared
+its own role holding only what that function does, memory, timeout and reserved concurrency
+from the stage settings, and a published version behind the alias ``live`` — what the API,
+the workflow and other services call, so that a deploy can shift traffic (and roll back). Layers: third-party dependencies (built by ``infra/bundling.py``), the shared
 ``image_common`` code, and — for the authorizer in secret mode — the AWS Parameters and Secrets
 extension it reads the JWT secret through.
 """
@@ -22,13 +23,15 @@ from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
 from infra.log_retention import retention
 from infra.nag import acknowledge
+from infra.service_code import PROVIDERS, metric_names
 from infra.settings import INVOKE_TIMEOUT_MARGIN_SECONDS, FunctionSizing, StageSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # infra/bundling.py builds the layer for the same version
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
 JWT_SECRET_CACHE_TTL = Duration.minutes(5)
-POWERTOOLS_METRICS_NAMESPACE = "ImageService"
+LIVE_ALIAS = "live"
+FLUX = "flux"  # the provider the Flux tasks call
 # With JSON logs Lambda drops lines below the function's application log level (INFO unless
 # set), whatever level the code logs at: the stage's level goes to both.
 APPLICATION_LOG_LEVELS = {
@@ -52,9 +55,10 @@ class _Spec:
     description: str
     handler: str
     sizing: FunctionSizing
+    reserved_concurrency: int | None
     read_prefixes: tuple[str, ...] = ()
     write_prefixes: tuple[str, ...] = ()
-    reads_provider_keys: bool = False
+    reads_provider_keys: tuple[str, ...] = ()  # provider names
     reads_jwt_secret: bool = False
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -105,18 +109,34 @@ class ServiceFunctions(Construct):
         )
 
         sizes = settings.functions
+        reserved = sizes.reserved_concurrency
+        self.aliases: dict[str, lambda_.Alias] = {}
+        self.named: dict[str, lambda_.Function] = {}  # construct id → function
         self.authorizer = self._function(
             _Spec(
                 id="Authorizer",
                 description="Verifies bearer JWTs for the HTTP API (simple responses)",
                 handler="authorizer.handler",
                 sizing=sizes.authorizer,
+                reserved_concurrency=reserved.authorizer,
                 reads_jwt_secret=True,
                 environment=self._authorizer_environment(),
             ),
             code=authorizer_code,
-            layers=[self.dependencies_layer],
+            # image_common for the metric names only (standard library, no pydantic)
+            layers=[self.dependencies_layer, self.common_layer],
             params_and_secrets=self._params_and_secrets(),
+        )
+        self.health = self._function(
+            _Spec(
+                id="Health",
+                description="GET /health: answers a constant (no layers, no service code)",
+                handler="health.handler",
+                sizing=sizes.health,
+                reserved_concurrency=reserved.health,
+            ),
+            code=lambda_.Code.from_asset(str(assets.health_code), exclude=list(ASSET_EXCLUDES)),
+            layers=[],
         )
 
         service_env = self._service_environment(storage)
@@ -126,9 +146,10 @@ class ServiceFunctions(Construct):
                 description="Image generation: HTTP API (payload 2.0) and direct lambda:Invoke",
                 handler="generation.handler",
                 sizing=sizes.generation,
+                reserved_concurrency=reserved.generation,
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
-                reads_provider_keys=True,
+                reads_provider_keys=tuple(PROVIDERS),
                 environment={
                     **service_env,
                     "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
@@ -146,9 +167,10 @@ class ServiceFunctions(Construct):
                 description="Flux workflow: submit the job to Black Forest Labs",
                 handler="flux_tasks.submit",
                 sizing=sizes.flux_submit,
-                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),  # input images by stored key
+                reserved_concurrency=reserved.flux_submit,
+                read_prefixes=(JOBS_PREFIX,),  # the job's input (images were loaded before)
                 write_prefixes=(JOBS_PREFIX,),
-                reads_provider_keys=True,
+                reads_provider_keys=(FLUX,),
                 environment=service_env,
             ),
             "poll": _Spec(
@@ -156,9 +178,10 @@ class ServiceFunctions(Construct):
                 description="Flux workflow: poll the job's status",
                 handler="flux_tasks.poll",
                 sizing=sizes.flux_poll,
+                reserved_concurrency=reserved.flux_poll,
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
-                reads_provider_keys=True,
+                reads_provider_keys=(FLUX,),
                 environment=service_env,
             ),
             "store": _Spec(
@@ -166,16 +189,17 @@ class ServiceFunctions(Construct):
                 description="Flux workflow: download the image, store it, finish the job record",
                 handler="flux_tasks.store",
                 sizing=sizes.flux_store,
-                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                reserved_concurrency=reserved.flux_store,
+                read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
-                reads_provider_keys=True,
-                environment=service_env,
+                environment=service_env,  # downloads the result URL: no key
             ),
             "record_failure": _Spec(
                 id="FluxRecordFailure",
                 description="Flux workflow: write the job's final failed state",
                 handler="flux_tasks.record_failure",
                 sizing=sizes.flux_record_failure,
+                reserved_concurrency=reserved.flux_record_failure,
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
                 environment=service_env,
@@ -188,7 +212,8 @@ class ServiceFunctions(Construct):
             description="Allows a direct lambda:Invoke of the image generation function",
             statements=[
                 iam.PolicyStatement(
-                    actions=["lambda:InvokeFunction"], resources=[self.generation.function_arn]
+                    actions=["lambda:InvokeFunction"],
+                    resources=[self.aliases["Generation"].function_arn],
                 )
             ],
         )
@@ -202,7 +227,15 @@ class ServiceFunctions(Construct):
 
     @property
     def all(self) -> list[lambda_.Function]:
-        return [self.authorizer, self.generation, *self.flux_tasks.values()]
+        return [self.authorizer, self.generation, self.health, *self.flux_tasks.values()]
+
+    def live(self, function: lambda_.Function) -> lambda_.Alias:
+        """The ``live`` alias of one of these functions: what callers invoke."""
+        return self.aliases[function.node.scope.node.id]
+
+    @property
+    def flux_task_aliases(self) -> dict[str, lambda_.Alias]:
+        return {name: self.live(fn) for name, fn in self.flux_tasks.items()}
 
     def _function(
         self,
@@ -248,18 +281,26 @@ class ServiceFunctions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVELS[self._settings.functions.log_level],
             tracing=lambda_.Tracing.ACTIVE if self._settings.functions.tracing else None,
-            environment={**self._powertools_environment(), **spec.environment},
+            environment={
+                **self._powertools_environment(),
+                **spec.environment,
+                **self._provider_key_environment(spec.reads_provider_keys),
+            },
             params_and_secrets=params_and_secrets,
             recursive_loop=lambda_.RecursiveLoop.TERMINATE,
             # Nothing here is built for asynchronous invokes; a retry would bill a second image.
             retry_attempts=0,
+            reserved_concurrent_executions=spec.reserved_concurrency,
+        )
+        self.named[spec.id] = function
+        self.aliases[spec.id] = lambda_.Alias(
+            scope, "Live", alias_name=LIVE_ALIAS, version=function.current_version
         )
         self._storage.grant_object_access(role, read=spec.read_prefixes, write=spec.write_prefixes)
         self._storage.acknowledge_prefix_wildcards(
             role, sorted(set(spec.read_prefixes) | set(spec.write_prefixes))
         )
-        if spec.reads_provider_keys:
-            self._secrets.allow_reading_provider_keys(role)
+        self._secrets.allow_reading_provider_keys(role, spec.reads_provider_keys)
         if spec.reads_jwt_secret:
             self._secrets.allow_reading_jwt_secret(role)
         if self._settings.functions.tracing:
@@ -269,7 +310,7 @@ class ServiceFunctions(Construct):
     def _powertools_environment(self) -> dict[str, str]:
         return {
             "POWERTOOLS_SERVICE_NAME": self._settings.resource_prefix,
-            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": metric_names.NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": self._settings.functions.log_level,
         }
 
@@ -279,7 +320,6 @@ class ServiceFunctions(Construct):
             "IMAGE_BUCKET": storage.bucket.bucket_name,
             "IMAGE_URL_MODE": settings.image_url.mode,
             "PRESIGN_EXPIRES_SECONDS": str(settings.image_url.presign_expires_seconds),
-            "PROVIDER_SECRETS_ARN": self._secrets.provider_keys.secret_arn,
             "PROVIDER_TIMEOUT_SECONDS": str(settings.functions.provider_timeout_seconds),
             "ADMIN_SCOPE": settings.functions.admin_scope,
             "JOB_BUDGET_SECONDS": str(settings.flux.budget_seconds),
@@ -290,6 +330,13 @@ class ServiceFunctions(Construct):
         if settings.functions.enabled_retired_models:
             env["ENABLED_RETIRED_MODELS"] = ",".join(settings.functions.enabled_retired_models)
         return env
+
+    def _provider_key_environment(self, providers: tuple[str, ...]) -> dict[str, str]:
+        """Where each provider key the function may read lives — and only those."""
+        return {
+            PROVIDERS[name].secret_arn_variable: self._secrets.provider_keys[name].secret_arn
+            for name in providers
+        }
 
     def _authorizer_environment(self) -> dict[str, str]:
         jwt = self._settings.jwt

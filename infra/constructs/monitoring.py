@@ -1,17 +1,21 @@
-"""CloudWatch alarms to an SNS topic: what ops must hear about.
+"""CloudWatch alarms to an SNS topic, and a dashboard of the same signals: what ops must hear.
 
-- API 5xx rate (percent of requests, ignored below a minimum volume);
-- authorizer errors (every one is a 500 for some client) and generation errors (crashes: the
-  handler turns expected failures into answers, so an Error is a bug or a timeout);
-- Lambda throttles on any of the service's functions;
-- Flux jobs that failed, timed out or were aborted.
+The API: 5xx and 4xx rates (ignored below a minimum volume) and p99 latency. The authorizer:
+its own error count (a broken JWT secret or unreachable JWKS denies everyone) and its denial
+rate, from the metrics it emits itself. Generation: crashes, and failed direct invokes of a
+server-side type (they are answers, not Lambda errors). Every function: duration near its
+timeout, concurrency near its reservation, throttles. The Flux workflow: failed, timed out,
+aborted or throttled executions. Webhook deliveries that gave up. Provider error rate, per
+provider. What the service spent at providers in the last hour.
 
-Thresholds and periods are per stage; the topic is created here unless a stage names one.
+Metric names come from ``image_common.metric_names`` — the module the functions emit them
+with. Thresholds and periods are per stage; the topic is created here (with the stage's
+e-mail subscribers) unless a stage names one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -24,7 +28,11 @@ from constructs import Construct
 
 from infra.constructs.api import ImageApi
 from infra.nag import acknowledge
+from infra.service_code import PROVIDERS, metric_names, server_error_types
 from infra.settings import StageSettings
+
+COST_PERIOD = Duration.hours(1)
+MAX_METRICS_PER_ALARM = 10  # CloudWatch's limit for a metric-math alarm
 
 
 class ServiceMonitoring(Construct):
@@ -35,9 +43,9 @@ class ServiceMonitoring(Construct):
         *,
         settings: StageSettings,
         api: ImageApi,
-        authorizer: lambda_.IFunction,
-        generation: lambda_.IFunction,
-        functions: Sequence[lambda_.IFunction],
+        authorizer: lambda_.Function,
+        generation: lambda_.Function,
+        functions: Mapping[str, lambda_.Function],
         flux_state_machine: sfn.IStateMachine,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -46,68 +54,233 @@ class ServiceMonitoring(Construct):
         self._period = Duration.minutes(monitoring.period_minutes)
         self.topic = self._topic(settings)
         self.alarms: list[cloudwatch.Alarm] = []
+        # The alarms a generation deploy watches: any of them rolls the canary back.
+        self.rollback_alarms: list[cloudwatch.Alarm] = []
+        min_requests = monitoring.api_5xx_min_requests
 
-        api_errors = api.http_api.metric_server_error(period=self._period, statistic="Sum")
-        api_requests = api.http_api.metric_count(period=self._period, statistic="Sum")
-        self._alarm(
+        # --- the API -------------------------------------------------------------------------
+        requests = api.http_api.metric_count(period=self._period, statistic="Sum")
+        api_5xx = self._alarm(
             "Api5xxRate",
             f"More than {monitoring.api_5xx_rate_percent}% of API requests answered 5xx",
-            cloudwatch.MathExpression(
-                expression=f"IF(requests >= {monitoring.api_5xx_min_requests}, "
-                "100 * errors / requests, 0)",
-                using_metrics={"errors": api_errors, "requests": api_requests},
-                label="5xx rate (%)",
-                period=self._period,
+            self._rate(
+                api.http_api.metric_server_error(period=self._period, statistic="Sum"),
+                requests,
+                min_requests,
+                "5xx rate (%)",
             ),
             threshold=monitoring.api_5xx_rate_percent,
         )
         self._alarm(
+            "Api4xxRate",
+            f"More than {monitoring.api_4xx_rate_percent}% of API requests answered 4xx "
+            "(denied tokens, limits, bad requests: a client or an issuer is broken)",
+            self._rate(
+                api.http_api.metric_client_error(period=self._period, statistic="Sum"),
+                requests,
+                min_requests,
+                "4xx rate (%)",
+            ),
+            threshold=monitoring.api_4xx_rate_percent,
+        )
+        latency = self._alarm(
+            "ApiLatencyP99",
+            f"API p99 latency reached {monitoring.api_latency_p99_ms} ms (the limit is 30 s)",
+            api.http_api.metric_latency(period=self._period, statistic="p99"),
+            threshold=monitoring.api_latency_p99_ms,
+        )
+
+        # --- the authorizer ------------------------------------------------------------------
+        self._alarm(
             "AuthorizerErrors",
-            "The authorizer function failed (clients got 500 instead of 401/403)",
-            authorizer.metric_errors(period=self._period, statistic="Sum"),
-            threshold=monitoring.function_errors_threshold,
+            "The authorizer could not verify tokens (JWT secret or JWKS unavailable, or a "
+            "bug): clients got 403 or 500 whatever their token",
+            self._sum(
+                {
+                    "reported": self._service_metric(metric_names.AUTHORIZER_ERRORS),
+                    "crashed": authorizer.metric_errors(period=self._period, statistic="Sum"),
+                },
+                "authorizer errors",
+            ),
+            threshold=monitoring.authorizer_errors_threshold,
         )
         self._alarm(
+            "AuthorizerDenialRate",
+            f"The authorizer denied more than {monitoring.authorizer_denial_rate_percent}% "
+            "of the tokens it checked",
+            self._rate(
+                self._service_metric(metric_names.AUTHORIZER_DENIALS),
+                authorizer.metric_invocations(period=self._period, statistic="Sum"),
+                min_requests,
+                "denied (%)",
+            ),
+            threshold=monitoring.authorizer_denial_rate_percent,
+        )
+
+        # --- generation ----------------------------------------------------------------------
+        generation_errors = self._alarm(
             "GenerationErrors",
             "The generation function crashed or timed out",
             generation.metric_errors(period=self._period, statistic="Sum"),
             threshold=monitoring.function_errors_threshold,
         )
-        throttles = {
-            f"t{i}": fn.metric_throttles(period=self._period, statistic="Sum")
-            for i, fn in enumerate(functions)
-        }
+        server_types = server_error_types()
+        if len(server_types) > MAX_METRICS_PER_ALARM:
+            raise ValueError("too many server error types for one alarm; group them")
+        invoke_failures = self._alarm(
+            "InvokeFailures",
+            "Direct invokes answered a server-side error (" + ", ".join(server_types) + ")",
+            self._sum(
+                {
+                    f"e{i}": self._service_metric(
+                        metric_names.INVOKE_FAILURES,
+                        {metric_names.ERROR_TYPE_DIMENSION: error_type},
+                    )
+                    for i, error_type in enumerate(server_types)
+                },
+                "failed direct invokes (5xx types)",
+            ),
+            threshold=monitoring.invoke_failures_threshold,
+        )
+
+        # --- every function ------------------------------------------------------------------
+        near_timeout: dict[str, cloudwatch.Alarm] = {}
+        for name, function in functions.items():
+            timeout_ms = function.timeout.to_milliseconds() if function.timeout else 3000
+            limit = round(timeout_ms * monitoring.duration_near_timeout_percent / 100)
+            near_timeout[name] = self._alarm(
+                f"DurationNearTimeout{name}",
+                f"{name} ran for {monitoring.duration_near_timeout_percent}% of its "
+                f"{timeout_ms // 1000} s timeout",
+                function.metric_duration(period=self._period, statistic="Maximum"),
+                threshold=limit,
+            )
+            reserved = _reserved_concurrency(function)
+            if reserved:
+                self._alarm(
+                    f"ConcurrencyNearReservation{name}",
+                    f"{name} used {monitoring.concurrency_near_reservation_percent}% of its "
+                    f"{reserved} reserved concurrent executions (next: throttles)",
+                    function.metric(
+                        "ConcurrentExecutions", period=self._period, statistic="Maximum"
+                    ),
+                    threshold=max(
+                        1, round(reserved * monitoring.concurrency_near_reservation_percent / 100)
+                    ),
+                )
         self._alarm(
             "LambdaThrottles",
             "Invocations of the service's functions were throttled",
-            cloudwatch.MathExpression(
-                expression=" + ".join(f"FILL({name}, 0)" for name in throttles),
-                using_metrics=throttles,
-                label="throttled invocations",
-                period=self._period,
+            self._sum(
+                {
+                    f"t{i}": fn.metric_throttles(period=self._period, statistic="Sum")
+                    for i, fn in enumerate(functions.values())
+                },
+                "throttled invocations",
             ),
             threshold=monitoring.throttles_threshold,
         )
-        flux = {
-            "failed": flux_state_machine.metric_failed(period=self._period, statistic="Sum"),
-            "timedout": flux_state_machine.metric_timed_out(period=self._period, statistic="Sum"),
-            "aborted": flux_state_machine.metric_aborted(period=self._period, statistic="Sum"),
-        }
+
+        # --- the Flux workflow, webhooks -----------------------------------------------------
         self._alarm(
             "FluxJobFailures",
             "Flux jobs failed (provider error, moderation, timeout or a task failure)",
-            cloudwatch.MathExpression(
-                expression="FILL(failed, 0) + FILL(timedout, 0) + FILL(aborted, 0)",
-                using_metrics=flux,
-                label="failed Flux jobs",
-                period=self._period,
+            self._sum(
+                {
+                    "failed": flux_state_machine.metric_failed(period=self._period),
+                    "timedout": flux_state_machine.metric_timed_out(period=self._period),
+                    "aborted": flux_state_machine.metric_aborted(period=self._period),
+                },
+                "failed Flux jobs",
             ),
             threshold=monitoring.flux_failures_threshold,
+        )
+        self._alarm(
+            "FluxExecutionThrottles",
+            "Step Functions throttled starting or running Flux executions",
+            flux_state_machine.metric_throttled(period=self._period, statistic="Sum"),
+            threshold=monitoring.throttles_threshold,
+        )
+        self._alarm(
+            "WebhookDeliveryFailures",
+            "Job callbacks were given up after every retry (the receiver never got them)",
+            self._service_metric(metric_names.WEBHOOK_DELIVERY_FAILURES),
+            threshold=monitoring.webhook_failures_threshold,
+        )
+
+        # --- providers and spend -------------------------------------------------------------
+        for provider in PROVIDERS:
+            dimension = {metric_names.PROVIDER_DIMENSION: provider}
+            self._alarm(
+                f"ProviderErrorRate{provider.title()}",
+                f"More than {monitoring.provider_error_rate_percent}% of {provider} calls failed",
+                self._rate(
+                    self._service_metric(metric_names.PROVIDER_ERRORS, dimension),
+                    self._service_metric(metric_names.PROVIDER_CALLS, dimension),
+                    monitoring.provider_min_calls,
+                    f"{provider} errors (%)",
+                ),
+                threshold=monitoring.provider_error_rate_percent,
+            )
+        self._alarm(
+            "CostPerHour",
+            f"Provider spend reached {monitoring.cost_per_hour_usd} USD in an hour",
+            self._service_metric(metric_names.COST_USD, period=COST_PERIOD),
+            threshold=monitoring.cost_per_hour_usd,
+        )
+
+        self.rollback_alarms = [
+            api_5xx,
+            latency,
+            generation_errors,
+            invoke_failures,
+            near_timeout["Generation"],
+        ]
+        self.dashboard = self._dashboard(settings, functions)
+
+    # --- building blocks -----------------------------------------------------------------------
+
+    def _service_metric(
+        self,
+        name: str,
+        dimensions: Mapping[str, str] | None = None,
+        *,
+        period: Duration | None = None,
+    ) -> cloudwatch.Metric:
+        """One of the service's own metrics (namespace and ``service`` dimension as emitted)."""
+        return cloudwatch.Metric(
+            namespace=metric_names.NAMESPACE,
+            metric_name=name,
+            dimensions_map={
+                metric_names.SERVICE_DIMENSION: self._settings.resource_prefix,
+                **(dimensions or {}),
+            },
+            statistic="Sum",
+            period=period or self._period,
+        )
+
+    def _rate(
+        self, part: cloudwatch.IMetric, whole: cloudwatch.IMetric, minimum: int, label: str
+    ) -> cloudwatch.MathExpression:
+        """100 * part / whole, or 0 below ``minimum`` of the whole (too few to mean anything)."""
+        return cloudwatch.MathExpression(
+            expression=f"IF(whole >= {minimum}, 100 * FILL(part, 0) / whole, 0)",
+            using_metrics={"part": part, "whole": whole},
+            label=label,
+            period=self._period,
+        )
+
+    def _sum(self, metrics: Mapping[str, cloudwatch.IMetric], label: str) -> cloudwatch.IMetric:
+        return cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL({name}, 0)" for name in metrics),
+            using_metrics=dict(metrics),
+            label=label,
+            period=self._period,
         )
 
     def _alarm(
         self, alarm_id: str, description: str, metric: cloudwatch.IMetric, *, threshold: float
-    ) -> None:
+    ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             alarm_id,
@@ -121,6 +294,52 @@ class ServiceMonitoring(Construct):
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         alarm.add_ok_action(actions.SnsAction(self.topic))
         self.alarms.append(alarm)
+        return alarm
+
+    def _dashboard(
+        self, settings: StageSettings, functions: Mapping[str, lambda_.Function]
+    ) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"{settings.resource_prefix}-operations"
+        )
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms", alarms=list(self.alarms), width=24, height=4
+            )
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Provider spend (USD per hour)",
+                left=[
+                    self._service_metric(
+                        metric_names.COST_USD,
+                        {metric_names.PROVIDER_DIMENSION: provider},
+                        period=COST_PERIOD,
+                    ).with_(label=provider)
+                    for provider in PROVIDERS
+                ],
+                stacked=True,
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Requests refused by per-customer limits",
+                left=[
+                    self._service_metric(
+                        metric_names.LIMIT_REJECTIONS,
+                        {metric_names.ERROR_TYPE_DIMENSION: error_type},
+                    ).with_(label=error_type)
+                    for error_type in ("rate_limited", "budget_exceeded")
+                ],
+                width=12,
+            ),
+        )
+        widgets = [
+            cloudwatch.AlarmWidget(alarm=alarm, title=alarm.node.id, width=8)
+            for alarm in self.alarms
+        ]
+        for row in range(0, len(widgets), 3):
+            dashboard.add_widgets(*widgets[row : row + 3])
+        return dashboard
 
     def _topic(self, settings: StageSettings) -> sns.ITopic:
         monitoring = settings.monitoring
@@ -141,3 +360,9 @@ class ServiceMonitoring(Construct):
             "CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key.",
         )
         return topic
+
+
+def _reserved_concurrency(function: lambda_.Function) -> int | None:
+    cfn = function.node.default_child
+    value = cfn.reserved_concurrent_executions if cfn is not None else None
+    return value if isinstance(value, int) else None

@@ -1,9 +1,11 @@
-"""Secrets Manager: the provider API keys (one JSON secret) and the authorizer's JWT secret.
+"""Secrets Manager: one secret per provider API key, and the authorizer's JWT secret.
 
-The template holds ARNs only. A secret the stack creates starts with a generated value (random
-for the JWT secret, a placeholder JSON object for the provider keys); ops set the real values
-with ``aws secretsmanager put-secret-value`` (docs/deploy.md). A stage may instead point at an
-existing secret by its complete ARN.
+One secret per provider, so that each function is granted exactly the keys it uses (the Flux
+tasks: Black Forest Labs' only). A provider secret holds ``{"api_key": "…"}``. The template
+holds ARNs only. A secret the stack creates starts with a generated value (random for the JWT
+secret, a placeholder JSON object without ``api_key`` for a provider: "not configured" until
+ops set it with ``aws secretsmanager put-secret-value``, docs/deploy.md). A stage may instead
+point at existing secrets by their complete ARNs.
 """
 
 from __future__ import annotations
@@ -14,16 +16,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.nag import acknowledge
+from infra.service_code import PROVIDERS
 from infra.settings import StageSettings
 
 JWT_SECRET_LENGTH = 64  # characters; HS256 needs at least 32 bytes
-PROVIDER_KEY_NAMES = (
-    "OPENAI_API_KEY",
-    "STABILITY_API_KEY",
-    "BFL_API_KEY",
-    "GEMINI_API_KEY",
-    "XAI_API_KEY",
-)
 ROTATION_REASON = (
     "Provider API keys are issued and rotated in each provider's console, and the JWT secret "
     "is shared with the token issuer: neither can be rotated by a Lambda alone. Ops rotate "
@@ -37,16 +33,20 @@ class ServiceSecrets(Construct):
         removal = RemovalPolicy.RETAIN if settings.storage.retain_data else RemovalPolicy.DESTROY
         prefix = settings.resource_prefix
 
-        if settings.provider_secret_arn:
-            self.provider_keys = secretsmanager.Secret.from_secret_complete_arn(
-                self, "ProviderKeys", settings.provider_secret_arn
-            )
-        else:
-            self.provider_keys = secretsmanager.Secret(
+        self.provider_keys: dict[str, secretsmanager.ISecret] = {}
+        for name, provider in PROVIDERS.items():
+            construct_id = f"{provider.env_prefix.title()}ApiKey"
+            existing = settings.provider_secret_arns.get(name)
+            if existing:
+                self.provider_keys[name] = secretsmanager.Secret.from_secret_complete_arn(
+                    self, construct_id, existing
+                )
+                continue
+            secret = secretsmanager.Secret(
                 self,
-                "ProviderKeys",
-                secret_name=f"{prefix}/provider-api-keys",
-                description="JSON object of provider API keys: " + ", ".join(PROVIDER_KEY_NAMES),
+                construct_id,
+                secret_name=f"{prefix}/providers/{name}",
+                description=f'The {name} API key as {{"api_key": "…"}}',
                 # A generated placeholder keeps any value out of the template; ops replace it.
                 generate_secret_string=secretsmanager.SecretStringGenerator(
                     secret_string_template="{}",
@@ -54,7 +54,8 @@ class ServiceSecrets(Construct):
                 ),
                 removal_policy=removal,
             )
-            acknowledge(self.provider_keys, "SMG4", ROTATION_REASON)
+            acknowledge(secret, "SMG4", ROTATION_REASON)
+            self.provider_keys[name] = secret
 
         self.jwt_secret: secretsmanager.ISecret | None = None
         if settings.jwt.mode == "secret":
@@ -75,8 +76,9 @@ class ServiceSecrets(Construct):
                 )
                 acknowledge(self.jwt_secret, "SMG4", ROTATION_REASON)
 
-    def allow_reading_provider_keys(self, grantee: iam.IGrantable) -> None:
-        _allow_get_secret_value(grantee, self.provider_keys)
+    def allow_reading_provider_keys(self, grantee: iam.IGrantable, providers) -> None:
+        for provider in providers:
+            _allow_get_secret_value(grantee, self.provider_keys[provider])
 
     def allow_reading_jwt_secret(self, grantee: iam.IGrantable) -> None:
         if self.jwt_secret is not None:

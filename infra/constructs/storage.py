@@ -28,12 +28,22 @@ MIN_TLS_VERSION = 1.2
 ACCESS_LOGS_S3_PREFIX = "s3/image-bucket/"
 ACCESS_LOGS_CLOUDFRONT_PREFIX = "cloudfront/"
 BROWSER_CORS_MAX_AGE_SECONDS = 3600
+# With a custom domain (and its certificate) viewers need TLS 1.2+ with modern ciphers only.
+CUSTOM_DOMAIN_TLS_POLICY = cloudfront.SecurityPolicyProtocol.TLS_V1_2_2025
 
 
 class ImageStorage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StageSettings,
+        web_acl_arn: str | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         storage = settings.storage
+        self._web_acl_arn = web_acl_arn
         removal = RemovalPolicy.RETAIN if storage.retain_data else RemovalPolicy.DESTROY
 
         self.access_logs = s3.Bucket(
@@ -150,7 +160,7 @@ class ImageStorage(Construct):
                 "certificate": acm.Certificate.from_certificate_arn(
                     self, "CdnCertificate", url.cdn_certificate_arn
                 ),
-                "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+                "minimum_protocol_version": CUSTOM_DOMAIN_TLS_POLICY,
             }
         distribution = cloudfront.Distribution(
             self,
@@ -170,6 +180,7 @@ class ImageStorage(Construct):
             enable_logging=True,
             log_bucket=self.access_logs,
             log_file_prefix=ACCESS_LOGS_CLOUDFRONT_PREFIX,
+            web_acl_id=self._web_acl_arn,
             **custom_domain,
         )
         # OAC's grant covers every object; job records are customer data, not images.
@@ -187,18 +198,20 @@ class ImageStorage(Construct):
             "CFR1",
             "Images are served to the service's customers worldwide; no country is excluded.",
         )
-        acknowledge(
-            distribution,
-            "CFR2",
-            "The distribution serves only unguessable image keys (uuid4) read-only from a private "
-            "bucket; attach a WAF web ACL here if abuse is ever seen.",
-        )
+        if not self._web_acl_arn:
+            acknowledge(
+                distribution,
+                "CFR2",
+                "This stage has no edge settings: the distribution serves only unguessable "
+                "image keys (uuid4) read-only from a private bucket; prod sets "
+                "edge.rate_limit_per_5_minutes for a WAF web ACL.",
+            )
         if not custom_domain:
             acknowledge(
                 distribution,
                 "CFR4",
                 "The default *.cloudfront.net certificate's security policy cannot be raised; "
-                "a stage that sets cdn_domain_name and cdn_certificate_arn gets TLSv1.2_2021.",
+                "a stage that sets cdn_domain_name and cdn_certificate_arn gets TLSv1.2_2025.",
             )
         return distribution
 

@@ -272,11 +272,12 @@ def test_local_routes_are_the_deployed_routes():
         )
     )
     deployed = {
-        (method.attr, path.value, authorized.value)
-        for method, path, authorized in (entry.elts for entry in literal.elts)
+        (method.attr, path.value, authorized.value, target.id.lower())  # GENERATION, HEALTH
+        for method, path, authorized, target in (entry.elts for entry in literal.elts)
     }
 
-    assert {(r.method, r.path, r.authorized) for r in LOCAL_ROUTES} == deployed
+    local = {(r.method, r.path, r.authorized, r.function or "generation") for r in LOCAL_ROUTES}
+    assert local == deployed
 
 
 def test_oversized_upload_announced_with_expect_100_continue_is_refused_before_it_is_sent(gateway):

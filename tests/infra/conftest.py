@@ -32,12 +32,11 @@ from infra.stack import ImageServiceStack  # noqa: E402
 # names them (app.py keeps the default: an unacknowledged finding fails the synth).
 _REPORT_INSTEAD_OF_RAISING = {"@aws-cdk/core:failSynthOnValidationErrors": False}
 
-# A third stage, only for tests: JWKS verification (no JWT secret, no extension layer), and
-# an existing provider secret and alarm topic referenced by ARN.
+# A third stage, only for tests: JWKS verification (no JWT secret, no extension layer), an
+# existing OpenAI secret and alarm topic referenced by ARN, no reserved concurrency.
+EXISTING_OPENAI_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:shared/openai-AbCdEf"
 JWKS_STAGE = {
-    "provider_secret_arn": (
-        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:shared/provider-keys-AbCdEf"
-    ),
+    "provider_secret_arns": {"openai": EXISTING_OPENAI_SECRET},
     "jwt": {
         "mode": "jwks",
         "jwks_url": "https://issuer.example.com/.well-known/jwks.json",
@@ -72,6 +71,14 @@ class Synthesized:
             logical_id: resource
             for logical_id, resource in self.template_json["Resources"].items()
             if resource["Type"] == resource_type
+        }
+
+    def live_alias_ids(self) -> dict[str, str]:
+        """Handler → logical id of that function's ``live`` alias."""
+        functions = self.resources("AWS::Lambda::Function")
+        return {
+            functions[alias["Properties"]["FunctionName"]["Ref"]]["Properties"]["Handler"]: alias_id
+            for alias_id, alias in self.resources("AWS::Lambda::Alias").items()
         }
 
     def logical_id(self, construct) -> str:

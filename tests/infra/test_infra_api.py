@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
 
 from infra.constructs.api import ACCESS_LOG_FORMAT
@@ -31,7 +32,7 @@ def test_authorizer_is_the_lambda_with_payload_2_and_simple_responses(synthesize
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
     uri = json.dumps(authorizer["AuthorizerUri"])
-    assert synthesized.logical_id(synthesized.stack.node.find_child("Functions").authorizer) in uri
+    assert json.dumps({"Ref": synthesized.live_alias_ids()["authorizer.handler"]}) in uri
 
 
 def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
@@ -56,18 +57,56 @@ def test_image_routes_require_the_authorizer_and_health_is_open(synthesized):
             assert "AuthorizerId" not in route
 
 
-def test_routes_go_to_the_generation_function_with_payload_2_within_29_seconds(synthesized):
-    synthesized.template.resource_count_is("AWS::ApiGatewayV2::Integration", 1)
-    generation = synthesized.logical_id(synthesized.stack.node.find_child("Functions").generation)
-    synthesized.template.has_resource_properties(
-        "AWS::ApiGatewayV2::Integration",
-        {
-            "IntegrationType": "AWS_PROXY",
-            "PayloadFormatVersion": "2.0",
-            "TimeoutInMillis": 29000,
-            "IntegrationUri": {"Fn::GetAtt": [generation, "Arn"]},
-        },
-    )
+def test_image_routes_go_to_generation_and_health_to_its_own_function_live_aliases(
+    synthesized,
+):
+    aliases = synthesized.live_alias_ids()
+    integrations = synthesized.resources("AWS::ApiGatewayV2::Integration")
+    assert len(integrations) == 2
+    target_of = {}
+    for logical_id, integration in integrations.items():
+        props = integration["Properties"]
+        assert (props["IntegrationType"], props["PayloadFormatVersion"]) == ("AWS_PROXY", "2.0")
+        assert props["TimeoutInMillis"] == 29000
+        (handler,) = [h for h, a in aliases.items() if props["IntegrationUri"] == {"Ref": a}]
+        target_of[logical_id] = handler
+    for key, route in _routes(synthesized).items():
+        integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
+        expected = "health.handler" if key == "GET /health" else "generation.handler"
+        assert target_of[integration_id] == expected, key
+
+
+def test_generate_is_throttled_harder_than_models_and_health(dev, prod):
+    for synth in (dev, prod):
+        (stage,) = synth.resources("AWS::ApiGatewayV2::Stage").values()
+        routes = stage["Properties"]["RouteSettings"]
+        default = stage["Properties"]["DefaultRouteSettings"]
+        rate = {
+            key: routes.get(key, default)["ThrottlingRateLimit"]
+            for key in ("POST /image/generate", "GET /image/models", "GET /health")
+        }
+        assert rate["POST /image/generate"] < rate["GET /image/models"]
+        assert rate["POST /image/generate"] < rate["GET /health"]
+        for key, throttle in synth.settings.api.route_throttles.items():
+            assert routes[key] == {
+                "ThrottlingRateLimit": throttle.rate_limit,
+                "ThrottlingBurstLimit": throttle.burst_limit,
+            }
+        # route settings name routes that must exist before the stage does
+        route_ids = set(synth.resources("AWS::ApiGatewayV2::Route"))
+        (stage_resource,) = synth.resources("AWS::ApiGatewayV2::Stage").values()
+        assert route_ids <= set(stage_resource.get("DependsOn", []))
+
+
+def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layer, tmp_path):
+    from infra.settings import SettingsError
+    from tests.infra.conftest import _synthesize
+
+    stage = {
+        "api": {"route_throttles": {"POST /image/generat": {"rate_limit": 1, "burst_limit": 1}}}
+    }
+    with pytest.raises(SettingsError, match="unknown routes"):
+        _synthesize("typo", placeholder_layer, tmp_path, extra_stages={"typo": stage})
 
 
 def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):

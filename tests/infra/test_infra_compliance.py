@@ -36,8 +36,11 @@ def test_cdk_nag_ran_and_every_acknowledgement_carries_a_reason(synthesized):
 
 
 def test_cfn_lint_passes(synthesized):
-    matches = cfnlint.api.lint_file(
-        synthesized.template_file,
-        config=cfnlint.api.ManualArgs(regions=CFN_LINT_REGIONS, ignore_checks=CFN_LINT_IGNORED),
-    )
-    assert [str(m) for m in matches] == []
+    # the service stack, and the us-east-1 edge stack where a stage has one
+    templates = [synthesized.template_file, *synthesized.assembly_dir.glob("*-edge.template.json")]
+    for template in templates:
+        matches = cfnlint.api.lint_file(
+            template,
+            config=cfnlint.api.ManualArgs(regions=CFN_LINT_REGIONS, ignore_checks=CFN_LINT_IGNORED),
+        )
+        assert [str(m) for m in matches] == [], template.name

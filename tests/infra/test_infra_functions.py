@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.bundling import LAMBDA_PYTHON_VERSION
 from infra.constructs.functions import RUNTIME
 from infra.settings import JOB_FINALIZE_GRACE_SECONDS
 
+NOT_SERVICE_CODE = {"authorizer.handler", "health.handler"}
 HANDLERS = {
     "authorizer.handler",
     "generation.handler",
+    "health.handler",
     "flux_tasks.submit",
     "flux_tasks.poll",
     "flux_tasks.store",
@@ -80,6 +84,7 @@ def test_every_function_runs_on_arm64_and_the_layer_build_python(synthesized):
     [
         ("authorizer.handler", "authorizer"),
         ("generation.handler", "generation"),
+        ("health.handler", "health"),
         ("flux_tasks.submit", "flux_submit"),
         ("flux_tasks.poll", "flux_poll"),
         ("flux_tasks.store", "flux_store"),
@@ -115,31 +120,32 @@ def test_each_function_logs_to_its_own_group_with_the_stage_retention(synthesize
     assert len(seen) == len(HANDLERS)
 
 
-def test_layers_dependencies_everywhere_common_code_where_the_service_runs(dev):
+def test_layers_dependencies_and_common_code_everywhere_but_health(dev):
     layer_ids = {
         r["Properties"]["Description"].split()[0]: i
         for i, r in dev.resources("AWS::Lambda::LayerVersion").items()
     }
     dependencies, common = {"Ref": layer_ids["Third-party"]}, {"Ref": layer_ids["Shared"]}
     for handler, props in _functions(dev).items():
+        if handler == "health.handler":  # answers a constant: no layer to load on a cold start
+            assert "Layers" not in props
+            continue
         assert dependencies in props["Layers"]
-        assert (common in props["Layers"]) == (handler != "authorizer.handler")
+        assert common in props["Layers"]
     for layer in dev.resources("AWS::Lambda::LayerVersion").values():
         assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
         assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME.name]
 
 
-def test_service_functions_know_the_bucket_url_mode_and_secret(dev, prod):
+def test_service_functions_know_the_bucket_and_url_mode(dev, prod):
     for synth, mode in ((dev, "presigned"), (prod, "cloudfront")):
         bucket = synth.logical_id(synth.stack.node.find_child("Storage").bucket)
-        secret = synth.logical_id(synth.stack.node.find_child("Secrets").provider_keys)
         for handler, props in _functions(synth).items():
-            if handler == "authorizer.handler":
+            if handler in NOT_SERVICE_CODE:
                 continue
             env = props["Environment"]["Variables"]
             assert env["IMAGE_BUCKET"] == {"Ref": bucket}
             assert env["IMAGE_URL_MODE"] == mode
-            assert env["PROVIDER_SECRETS_ARN"] == {"Ref": secret}
             assert ("IMAGE_CDN_DOMAIN" in env) == (mode == "cloudfront")
             assert ("FLUX_STATE_MACHINE_ARN" in env) == (handler == "generation.handler")
             assert env["POWERTOOLS_SERVICE_NAME"] == synth.settings.resource_prefix
@@ -154,11 +160,13 @@ def _as_deployed(variables: dict) -> dict[str, str]:
 
 
 def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
+    from image_common.provider_identity import PROVIDERS
     from image_common.settings import ServiceSettings, load_settings
 
+    secret_variables = {p.secret_arn_variable for p in PROVIDERS.values()}
     for synth in (dev, prod):
         for handler, props in _functions(synth).items():
-            if handler == "authorizer.handler":
+            if handler in NOT_SERVICE_CODE:
                 continue
             env = _as_deployed(props["Environment"]["Variables"])
             unknown = {
@@ -166,6 +174,7 @@ def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
                 for name in env
                 if name.lower() not in ServiceSettings.model_fields
                 and not name.startswith("POWERTOOLS_")
+                and name not in secret_variables  # read by image_common.credentials
             }
             assert unknown == set(), handler  # a typo here would be silently ignored
             settings = load_settings(env)
@@ -210,38 +219,34 @@ def test_generation_may_write_only_customers_and_jobs(synthesized):
     }
 
 
-def test_generation_may_start_only_its_state_machine_and_read_only_its_secret(synthesized):
+def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys(synthesized):
     stack = synthesized.stack
     workflow = stack.resolve(stack.node.find_child("FluxWorkflow").state_machine.state_machine_arn)
-    secret = stack.resolve(stack.node.find_child("Secrets").provider_keys.secret_arn)
+    secrets = stack.node.find_child("Secrets").provider_keys
     statements = _statements(synthesized, "generation.handler")
     starts = [s for s in statements if any(a.startswith("states:") for a in _actions(s))]
     assert [(_actions(s), _resources(s)) for s in starts] == [
         ({"states:StartExecution"}, [workflow])
     ]
     reads = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
-    assert [(_actions(s), _resources(s)) for s in reads] == [
-        ({"secretsmanager:GetSecretValue"}, [secret])
-    ]
+    assert {a for s in reads for a in _actions(s)} == {"secretsmanager:GetSecretValue"}
+    assert sorted((json.dumps(r) for s in reads for r in _resources(s))) == sorted(
+        json.dumps(stack.resolve(secret.secret_arn)) for secret in secrets.values()
+    )
 
 
 @pytest.mark.parametrize(
     ("handler", "expected"),
     [
-        (
-            "flux_tasks.submit",
-            {"s3:GetObject": {"/customers/*", "/jobs/*"}, "s3:PutObject": {"/jobs/*"}},
-        ),
+        ("flux_tasks.submit", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         ("flux_tasks.poll", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         (
             "flux_tasks.store",
-            {
-                "s3:GetObject": {"/customers/*", "/jobs/*"},
-                "s3:PutObject": {"/customers/*", "/jobs/*"},
-            },
+            {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/customers/*", "/jobs/*"}},
         ),
         ("flux_tasks.record_failure", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         ("authorizer.handler", {}),
+        ("health.handler", {}),
     ],
 )
 def test_each_flux_task_and_the_authorizer_touch_only_their_prefixes(dev, handler, expected):
@@ -266,15 +271,11 @@ def test_each_function_writes_only_to_its_own_log_group(dev):
         assert [_resources(s) for s in log_statements] == [[{"Fn::GetAtt": [group, "Arn"]}]]
 
 
-def test_other_services_get_an_invoke_policy_for_generation_only(dev):
-    generation = dev.logical_id(dev.stack.node.find_child("Functions").generation)
+def test_other_services_get_an_invoke_policy_for_generations_live_alias_only(dev):
+    alias = dev.live_alias_ids()["generation.handler"]
     (policy,) = dev.resources("AWS::IAM::ManagedPolicy").values()
     assert policy["Properties"]["PolicyDocument"]["Statement"] == [
-        {
-            "Action": "lambda:InvokeFunction",
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [generation, "Arn"]},
-        }
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Ref": alias}}
     ]
     assert "InvokeGenerationPolicyArn" in dev.template_json["Outputs"]
 
@@ -292,7 +293,7 @@ def test_the_stage_log_level_reaches_every_function_and_lambda_keeps_those_lines
 
 def test_the_local_stack_runs_the_functions_with_the_deployed_limits():
     from infra.constructs.api import INTEGRATION_TIMEOUT
-    from infra.settings import AUTHORIZER_SIZING, GENERATION_SIZING
+    from infra.settings import AUTHORIZER_SIZING, GENERATION_SIZING, HEALTH_SIZING
     from local import stack as local
 
     assert (local.GENERATION_TIMEOUT_SECONDS, local.GENERATION_MEMORY_MB) == (
@@ -303,4 +304,41 @@ def test_the_local_stack_runs_the_functions_with_the_deployed_limits():
         AUTHORIZER_SIZING.timeout_seconds,
         AUTHORIZER_SIZING.memory_mb,
     )
+    assert (local.HEALTH_TIMEOUT_SECONDS, local.HEALTH_MEMORY_MB) == (
+        HEALTH_SIZING.timeout_seconds,
+        HEALTH_SIZING.memory_mb,
+    )
     assert local.INTEGRATION_TIMEOUT_SECONDS == INTEGRATION_TIMEOUT.to_seconds()
+
+
+def test_reserved_concurrency_per_function_comes_from_the_stage(dev, prod, jwks):
+    names = {
+        "authorizer.handler": "authorizer",
+        "generation.handler": "generation",
+        "health.handler": "health",
+        "flux_tasks.submit": "flux_submit",
+        "flux_tasks.poll": "flux_poll",
+        "flux_tasks.store": "flux_store",
+        "flux_tasks.record_failure": "flux_record_failure",
+    }
+    for synth in (dev, prod):
+        reserved = synth.settings.functions.reserved_concurrency
+        for handler, props in _functions(synth).items():
+            assert props["ReservedConcurrentExecutions"] == getattr(reserved, names[handler])
+    assert prod.settings.functions.reserved_concurrency.generation > (
+        dev.settings.functions.reserved_concurrency.generation
+    )
+    # a stage without reservations (a new account's limit of 10 allows none) shares the pool
+    assert all("ReservedConcurrentExecutions" not in p for p in _functions(jwks).values())
+
+
+def test_every_function_publishes_a_version_behind_a_live_alias(synthesized):
+    aliases = synthesized.resources("AWS::Lambda::Alias")
+    versions = synthesized.resources("AWS::Lambda::Version")
+    assert len(aliases) == len(versions) == len(HANDLERS)
+    assert set(synthesized.live_alias_ids()) == HANDLERS
+    for alias in aliases.values():
+        props = alias["Properties"]
+        assert props["Name"] == "live"
+        version_id = props["FunctionVersion"]["Fn::GetAtt"][0]
+        assert versions[version_id]["Properties"]["FunctionName"] == props["FunctionName"]

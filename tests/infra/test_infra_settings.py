@@ -131,3 +131,60 @@ def test_alarm_emails_are_checked():
 def test_stage_names_become_resource_names_so_they_are_restricted():
     with pytest.raises(SettingsError, match="stages.Prod_1.name"):
         _load({}, stage="Prod_1")
+
+
+def test_a_stage_that_requires_alarm_subscribers_refuses_to_have_none():
+    with pytest.raises(SettingsError, match="requires alarm_emails or alarm_topic_arn"):
+        _load({"monitoring": {"require_subscriber": True}})
+    assert _load({"monitoring": {"require_subscriber": True, "alarm_emails": ["a@b.io"]}})
+
+
+def test_a_created_web_acl_needs_cloudfront_mode_and_a_pinned_region():
+    with pytest.raises(SettingsError, match="cloudfront mode"):
+        _load({"edge": {"rate_limit_per_5_minutes": 1000}})
+    with pytest.raises(SettingsError, match="set the stage's region"):
+        _load({"image_url": {"mode": "cloudfront"}, "edge": {"rate_limit_per_5_minutes": 1000}})
+    settings = _load(
+        {
+            "region": "eu-west-1",
+            "image_url": {"mode": "cloudfront"},
+            "edge": {"rate_limit_per_5_minutes": 1000},
+        }
+    )
+    assert settings.edge.creates_web_acl
+
+
+def test_an_existing_web_acl_must_be_a_cloudfront_acl_in_us_east_1():
+    arn = "arn:aws:wafv2:{region}:123456789012:{scope}/webacl/edge/0123abcd-0123-4567-89ab-0123"
+    with pytest.raises(SettingsError, match="edge.web_acl_arn"):
+        _load(
+            {
+                "image_url": {"mode": "cloudfront"},
+                "edge": {"web_acl_arn": arn.format(region="eu-west-1", scope="regional")},
+            }
+        )
+    settings = _load(
+        {
+            "image_url": {"mode": "cloudfront"},
+            "edge": {"web_acl_arn": arn.format(region="us-east-1", scope="global")},
+        }
+    )
+    assert not settings.edge.creates_web_acl
+
+
+def test_provider_secret_arns_name_known_providers_and_complete_arns():
+    with pytest.raises(SettingsError, match="unknown provider"):
+        _load({"provider_secret_arns": {"dalle": SECRET_ARN}})
+    with pytest.raises(SettingsError, match="not a complete secret ARN"):
+        _load({"provider_secret_arns": {"openai": "arn:aws:secretsmanager:x"}})
+    assert _load({"provider_secret_arns": {"openai": SECRET_ARN}}).provider_secret_arns
+
+
+def test_limits_and_deploys_differ_between_dev_and_prod():
+    context = cdk_json_context()
+    dev, prod = load_stage_settings(context, "dev"), load_stage_settings(context, "prod")
+    assert dev.deploy.generation_traffic_shifting == "all_at_once"
+    assert prod.deploy.generation_traffic_shifting.startswith("canary")
+    assert prod.deploy.termination_protection and not dev.deploy.termination_protection
+    with pytest.raises(SettingsError, match="monthly_budget_usd must be at least"):
+        _load({"limits": {"daily_budget_usd": 10, "monthly_budget_usd": 5}})

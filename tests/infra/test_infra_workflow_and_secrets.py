@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from infra.constructs.flux_workflow import execution_timeout_seconds
 from infra.flux_definition import (
     ERROR_MODERATED,
@@ -13,6 +15,8 @@ from infra.flux_definition import (
     build_flux_definition,
     flux_definition_template,
 )
+from infra.service_code import PROVIDERS
+from tests.infra.conftest import EXISTING_OPENAI_SECRET
 
 TASK_HANDLERS = {
     "SubmitFunctionArn": "flux_tasks.submit",
@@ -25,13 +29,6 @@ TASK_HANDLERS = {
 def _state_machine(synth) -> dict:
     (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
     return machine["Properties"]
-
-
-def _function_ids_by_handler(synth) -> dict[str, str]:
-    return {
-        r["Properties"]["Handler"]: logical_id
-        for logical_id, r in synth.resources("AWS::Lambda::Function").items()
-    }
 
 
 def test_the_deployed_definition_is_the_one_tests_execute(synthesized):
@@ -55,11 +52,11 @@ def test_the_deployed_definition_is_the_one_tests_execute(synthesized):
     )
 
 
-def test_each_placeholder_is_the_matching_task_function(synthesized):
-    ids = _function_ids_by_handler(synthesized)
+def test_each_placeholder_is_the_live_alias_of_the_matching_task_function(synthesized):
+    aliases = synthesized.live_alias_ids()
     substitutions = _state_machine(synthesized)["DefinitionSubstitutions"]
     assert substitutions == {
-        name: {"Fn::GetAtt": [ids[handler], "Arn"]} for name, handler in TASK_HANDLERS.items()
+        name: {"Ref": aliases[handler]} for name, handler in TASK_HANDLERS.items()
     }
 
 
@@ -82,8 +79,8 @@ def test_execution_timeout_covers_the_budget_within_express_limits(synthesized):
     assert synthesized.settings.flux.budget_seconds < timeout <= 300
 
 
-def test_state_machine_role_invokes_only_the_four_tasks(synthesized):
-    ids = _function_ids_by_handler(synthesized)
+def test_state_machine_role_invokes_only_the_four_tasks_live_aliases(synthesized):
+    aliases = synthesized.live_alias_ids()
     role_id = _state_machine(synthesized)["RoleArn"]["Fn::GetAtt"][0]
     statements = [
         s
@@ -94,7 +91,7 @@ def test_state_machine_role_invokes_only_the_four_tasks(synthesized):
     invokes = [s for s in statements if "lambda:InvokeFunction" in s["Action"]]
     assert len(invokes) == 1 and invokes[0]["Action"] == "lambda:InvokeFunction"
     assert sorted(invokes[0]["Resource"], key=json.dumps) == sorted(
-        ({"Fn::GetAtt": [ids[h], "Arn"]} for h in TASK_HANDLERS.values()), key=json.dumps
+        ({"Ref": aliases[h]} for h in TASK_HANDLERS.values()), key=json.dumps
     )
 
 
@@ -150,9 +147,77 @@ def test_functions_get_secret_arns_not_values(synthesized):
             assert "KEY" not in name or name.endswith("_ARN"), name
 
 
-def test_an_existing_provider_secret_is_referenced_by_its_arn(jwks):
-    jwks.template.resource_count_is("AWS::SecretsManager::Secret", 0)
-    for function in jwks.resources("AWS::Lambda::Function").values():
-        env = function["Properties"]["Environment"]["Variables"]
-        if "PROVIDER_SECRETS_ARN" in env:
-            assert env["PROVIDER_SECRETS_ARN"] == jwks.settings.provider_secret_arn
+def test_an_existing_provider_secret_is_referenced_by_its_arn_and_the_others_created(jwks):
+    # four providers' secrets created, OpenAI's referenced; no JWT secret in jwks mode
+    jwks.template.resource_count_is("AWS::SecretsManager::Secret", len(PROVIDERS) - 1)
+    generation = _function_env(jwks, "generation.handler")
+    assert generation["OPENAI_API_KEY_SECRET_ARN"] == EXISTING_OPENAI_SECRET
+
+
+def test_one_secret_per_provider_each_holding_an_api_key_field(dev):
+    secrets = dev.stack.node.find_child("Secrets").provider_keys
+    assert set(secrets) == set(PROVIDERS)
+    names = {
+        r["Properties"]["Name"]
+        for r in dev.resources("AWS::SecretsManager::Secret").values()
+        if "providers/" in r["Properties"]["Name"]
+    }
+    assert names == {f"image-service-dev/providers/{p}" for p in PROVIDERS}
+
+
+@pytest.mark.parametrize(
+    ("handler", "providers"),
+    [
+        ("generation.handler", set(PROVIDERS)),
+        ("flux_tasks.submit", {"flux"}),
+        ("flux_tasks.poll", {"flux"}),
+        ("flux_tasks.store", set()),
+        ("flux_tasks.record_failure", set()),
+        ("authorizer.handler", set()),
+        ("health.handler", set()),
+    ],
+)
+def test_each_function_is_told_and_may_read_only_the_provider_keys_it_uses(dev, handler, providers):
+    stack = dev.stack
+    secrets = stack.node.find_child("Secrets").provider_keys
+    env = _function_env(dev, handler)
+    told = {p for p, identity in PROVIDERS.items() if identity.secret_arn_variable in env}
+    assert told == providers
+    readable = [
+        resource
+        for statement in _role_statements(dev, handler)
+        if "secretsmanager:GetSecretValue" in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    ]
+    provider_arns = {json.dumps(stack.resolve(secrets[p].secret_arn)): p for p in secrets}
+    assert {provider_arns[json.dumps(r)] for r in readable if json.dumps(r) in provider_arns} == (
+        providers
+    )
+
+
+def _function_env(synth, handler: str) -> dict:
+    (props,) = [
+        r["Properties"]
+        for r in synth.resources("AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == handler
+    ]
+    return props["Environment"]["Variables"]
+
+
+def _role_statements(synth, handler: str) -> list[dict]:
+    (props,) = [
+        r["Properties"]
+        for r in synth.resources("AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == handler
+    ]
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for policy in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]

@@ -180,9 +180,19 @@ def test_unknown_route_is_a_404_envelope(generation, lambda_context):
     assert status == 404 and answer["error"]["type"] == "not_found"
 
 
-def test_health(generation, lambda_context):
+def test_health_is_not_a_generation_route(generation, lambda_context):
+    # GET /health has its own tiny function (functions/health); here it is an unknown route.
     status, answer, _ = call(generation, http_event("GET", "/health"), lambda_context)
-    assert status == 200 and answer["data"] == {"status": "ok"}
+    assert status == 404 and answer["error"]["type"] == "not_found"
+
+
+def test_health_function_answers_ok_in_the_envelope():
+    import health
+
+    response = health.handler(http_event("GET", "/health", customer_id=None), None)
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert json.loads(response["body"]) == {"success": True, "code": 200, "data": {"status": "ok"}}
 
 
 def test_unexpected_error_is_a_500_with_no_internals_in_answer_or_logs(

@@ -35,6 +35,7 @@ from image_service.providers.base import (
     SettingWarning,
 )
 from image_service.registry import MODELS
+from image_service.telemetry import record_provider_call
 
 if TYPE_CHECKING:
     from image_service.service import ImageService, PreparedGeneration
@@ -90,8 +91,10 @@ class JobWorkflow:
         try:
             submission = provider.submit(record.model, job_input["body"])
         except ImageServiceError as error:
+            record_provider_call(record.provider, failed=True)
             self._fail(record, error)
             raise
+        record_provider_call(record.provider, failed=False)
         now = self.clock()
         record = record.model_copy(
             update={

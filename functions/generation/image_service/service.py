@@ -38,6 +38,7 @@ from image_service.providers.base import (
 )
 from image_service.registry import ModelSpec, ResolvedModel, resolve_model
 from image_service.storage import ImageStore, prompt_hash
+from image_service.telemetry import record_provider_call
 
 logger = Logger(child=True)
 MAX_PARALLEL_CALLS = 4
@@ -198,11 +199,21 @@ class ImageService:
     def run_provider(self, provider_request: ProviderRequest) -> ProviderResult:
         """Call the provider, in parallel batches of at most the model's images per call."""
         provider = self.provider_for(provider_request.model.provider)
+
+        def call(batch: ProviderRequest) -> ProviderResult:
+            try:
+                result = provider.generate(batch)
+            except Exception:
+                record_provider_call(batch.model.provider, failed=True)
+                raise
+            record_provider_call(batch.model.provider, failed=False)
+            return result
+
         batches = _batches(provider_request)
         if len(batches) == 1:
-            return provider.generate(batches[0])
+            return call(batches[0])
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, len(batches))) as pool:
-            results = list(pool.map(provider.generate, batches))
+            results = list(pool.map(call, batches))
         costs = [r.cost_usd for r in results]
         return ProviderResult(
             images=[image for r in results for image in r.images],

@@ -1,8 +1,9 @@
 """Provider endpoints and API keys.
 
-Keys come from ``{PROVIDER}_API_KEY`` in the environment (local stack, tests) or from one
-Secrets Manager secret (``PROVIDER_SECRETS_ARN``, a JSON object of the same names) read once
-per container through Powertools' cached parameters. Base URLs follow ``{PROVIDER}_BASE_URL``.
+Keys come from ``{PROVIDER}_API_KEY`` in the environment (local stack, tests) or, in AWS, from
+that provider's own Secrets Manager secret (``{PROVIDER}_API_KEY_SECRET_ARN``, holding
+``{"api_key": "…"}``) read once per container through Powertools' cached parameters. A function
+is given the ARNs of the keys it uses only. Base URLs follow ``{PROVIDER}_BASE_URL``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 
 from image_common.errors import ProviderError, ProviderNotConfigured
+from image_common.provider_identity import PROVIDERS, ProviderIdentity
 
 # provider → (environment prefix, default base URL)
 PROVIDER_ENDPOINTS: dict[str, tuple[str, str]] = {
-    "openai": ("OPENAI", "https://api.openai.com/v1"),
-    "stability": ("STABILITY", "https://api.stability.ai"),
-    "flux": ("BFL", "https://api.bfl.ai"),
-    "google": ("GEMINI", "https://generativelanguage.googleapis.com/v1beta"),
-    "xai": ("XAI", "https://api.x.ai/v1"),
+    name: (p.env_prefix, p.default_base_url) for name, p in PROVIDERS.items()
 }
 SECRET_MAX_AGE_SECONDS = 3600
 logger = Logger(child=True)
@@ -36,21 +34,20 @@ class ProviderEndpoint:
 
 
 def provider_endpoint(provider: str) -> ProviderEndpoint:
-    prefix, default_url = PROVIDER_ENDPOINTS[provider]
-    base_url = os.environ.get(f"{prefix}_BASE_URL") or default_url
-    key_name = f"{prefix}_API_KEY"
-    api_key = os.environ.get(key_name) or _secret_keys().get(key_name, "")
+    identity = PROVIDERS[provider]
+    base_url = os.environ.get(identity.base_url_variable) or identity.default_base_url
+    api_key = os.environ.get(identity.api_key_variable) or _secret_key(identity)
     if not api_key:
         raise ProviderNotConfigured(f"The {provider} provider is not configured on this service.")
     return ProviderEndpoint(base_url=base_url.rstrip("/"), api_key=api_key)
 
 
-def _secret_keys() -> dict[str, str]:
-    """The provider keys secret, cached by Powertools for ``SECRET_MAX_AGE_SECONDS``: read once
+def _secret_key(identity: ProviderIdentity) -> str:
+    """The provider's own secret, cached by Powertools for ``SECRET_MAX_AGE_SECONDS``: read once
     per container, and a rotated key reaches warm containers within that time."""
-    arn = os.environ.get("PROVIDER_SECRETS_ARN")
+    arn = os.environ.get(identity.secret_arn_variable)
     if not arn:
-        return {}
+        return ""
     from aws_lambda_powertools.utilities import parameters  # boto3: only when a secret is used
 
     try:
@@ -60,4 +57,4 @@ def _secret_keys() -> dict[str, str]:
         raise ProviderError("The provider credentials could not be read.") from None
     if not isinstance(value, dict):
         raise ProviderError("The provider credentials secret is not a JSON object.")
-    return {k: str(v) for k, v in value.items()}
+    return str(value.get("api_key") or "")

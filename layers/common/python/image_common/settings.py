@@ -27,7 +27,6 @@ class ServiceSettings(BaseModel):
     image_cdn_domain: str | None = None
     presign_expires_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
-    provider_secrets_arn: str | None = None  # JSON secret {"OPENAI_API_KEY": …, …}
     provider_timeout_seconds: float = Field(default=25.0, gt=0, le=900)  # HTTP path: < 30 s
     invoke_provider_timeout_seconds: float = Field(default=110.0, gt=0, le=900)
     admin_scope: str = "images:admin"

@@ -1,0 +1,36 @@
+"""The service's own CloudWatch metrics: one namespace, one name per fact.
+
+The functions emit these (Powertools EMF, or the authorizer's plain EMF line) and
+``infra/constructs/monitoring.py`` alarms on them, both reading this module, so a renamed
+metric cannot leave an alarm watching nothing. Standard library only: the authorizer imports it.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "ImageService"
+SERVICE_DIMENSION = "service"  # Powertools' default dimension: the function's service name
+
+# Authorizer (functions/authorizer): every deny, and the denies that are our fault.
+AUTHORIZER_DENIALS = "AuthorizerDenials"  # also per `reason`
+AUTHORIZER_ERRORS = "AuthorizerErrors"  # no verifier (secret or JWKS unreachable) or a bug
+REASON_DIMENSION = "reason"
+
+# Generation (direct invoke): one count per failed invoke, per typed error.
+INVOKE_FAILURES = "InvokeFailures"
+ERROR_TYPE_DIMENSION = "error_type"
+
+# Provider calls, per provider: every call and the failed ones (any typed error).
+PROVIDER_CALLS = "ProviderCalls"
+PROVIDER_ERRORS = "ProviderErrors"
+PROVIDER_DIMENSION = "provider"
+
+# What the service spent at providers (settled cost, USD), in total and per provider.
+COST_USD = "GenerationCostUsd"
+
+# Per-customer limits: requests refused before any provider was paid.
+LIMIT_REJECTIONS = "LimitRejections"  # per `error_type`: rate_limited, budget_exceeded
+
+# Job callbacks that were never delivered (after every retry): emitted by the job pipeline.
+WEBHOOK_DELIVERY_FAILURES = "WebhookDeliveryFailures"
+
+IMAGES_GENERATED = "ImagesGenerated"
