@@ -18,6 +18,7 @@ from infra.constructs.functions import ServiceFunctions
 from infra.constructs.monitoring import ServiceMonitoring
 from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import ImageStorage
+from infra.constructs.usage import UsageTable
 from infra.service_code import PROVIDERS
 from infra.settings import SERVICE_NAME, StageSettings
 
@@ -44,8 +45,15 @@ class ImageServiceStack(Stack):
 
         secrets = ServiceSecrets(self, "Secrets", settings=settings)
         storage = ImageStorage(self, "Storage", settings=settings, web_acl_arn=web_acl_arn)
+        usage = UsageTable(self, "Usage", settings=settings)
         functions = ServiceFunctions(
-            self, "Functions", settings=settings, assets=assets, storage=storage, secrets=secrets
+            self,
+            "Functions",
+            settings=settings,
+            assets=assets,
+            storage=storage,
+            secrets=secrets,
+            usage=usage,
         )
         flux = FluxWorkflow(
             self,
@@ -83,6 +91,7 @@ class ImageServiceStack(Stack):
         outputs = {
             "ApiUrl": (api.url, "Base URL of the HTTP API"),
             "ImageBucketName": (storage.bucket.bucket_name, "Bucket of images and job records"),
+            "UsageTableName": (usage.table.table_name, "Per-customer usage; limit overrides"),
             "FluxStateMachineArn": (flux.state_machine.state_machine_arn, "Flux workflow"),
             "GenerationFunctionName": (
                 functions.generation.function_name,

@@ -34,6 +34,7 @@ LAMBDA_CODE_PATHS = (
 HOST = "127.0.0.1"  # never anything but loopback
 DEFAULT_PORT = 8000
 DEFAULT_BUCKET = "image-generation-dev"
+DEFAULT_USAGE_TABLE = "image-usage-dev"
 # A fixed development secret, so tokens minted by `python -m local.token` keep working across
 # restarts. HS256 needs at least 32 bytes. Never used outside the local stack.
 DEV_JWT_SECRET = "local-dev-only-hs256-secret-not-for-production"
@@ -46,6 +47,7 @@ ROUTES = [
     Route("POST", "/image/generate", authorized=True),
     Route("GET", "/image/jobs/{job_id}", authorized=True),
     Route("GET", "/image/models", authorized=True),
+    Route("GET", "/image/usage", authorized=True),
     Route("GET", "/health", authorized=False, function="health"),
 ]
 # As deployed (infra/settings.py, infra/constructs/api.py).
@@ -73,7 +75,9 @@ class LocalStack:
         self.base_url = ""
         self.s3_endpoint = ""
         self.s3_in_process = False  # moto's server, started by this stack
+        self.dynamodb_endpoint = ""
         self.bucket = ""
+        self.usage_table = ""
         self.providers: list[ProviderRoute] = []
         self.emulators: dict[str, Any] = {}
         self._emulator_servers: list[Any] = []
@@ -92,9 +96,11 @@ class LocalStack:
             _add_lambda_code_paths()
             self._configure_environment()
             self._start_s3()
+            self._start_dynamodb()
             self._start_emulators()
             generation, authorizer = self._load_handlers()
             self._ensure_bucket()
+            self._ensure_usage_table()
             region = os.environ["AWS_DEFAULT_REGION"]
             self._gateway = HttpApiGateway(
                 ROUTES,
@@ -177,6 +183,7 @@ class LocalStack:
         env.setdefault("AWS_DEFAULT_REGION", REGION)
         env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
         env.setdefault("IMAGE_BUCKET", DEFAULT_BUCKET)
+        env.setdefault("USAGE_TABLE", DEFAULT_USAGE_TABLE)
         env["ALLOW_PRIVATE_URLS"] = "true"  # the emulators and moto listen on loopback, over http
         env.setdefault("JOB_RUNNER", "local")  # Flux jobs run in-process, not in Step Functions
         env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
@@ -185,12 +192,28 @@ class LocalStack:
         if not any(env.get(name) for name in ("JWT_SECRET", "JWT_SECRET_ARN", "JWT_JWKS_URL")):
             env["JWT_SECRET"] = DEV_JWT_SECRET
         self.bucket = env["IMAGE_BUCKET"]
+        self.usage_table = env["USAGE_TABLE"]
 
     def _start_s3(self) -> None:
         env = os.environ
         if env.get("AWS_ENDPOINT_URL_S3"):
             self.s3_endpoint = env["AWS_ENDPOINT_URL_S3"]
             return
+        self.s3_endpoint = env["AWS_ENDPOINT_URL_S3"] = self._moto_endpoint()
+
+    def _start_dynamodb(self) -> None:
+        """The usage table (per-customer limits): moto's server unless an endpoint is given."""
+        env = os.environ
+        if not env.get("AWS_ENDPOINT_URL_DYNAMODB"):
+            env["AWS_ENDPOINT_URL_DYNAMODB"] = self._moto_endpoint()
+        self.dynamodb_endpoint = env["AWS_ENDPOINT_URL_DYNAMODB"]
+
+    def _moto_endpoint(self) -> str:
+        """moto's server (one, for every AWS service the stack needs), started on first use."""
+        env = os.environ
+        if self._moto is not None:
+            host, port = self._moto.get_host_and_port()
+            return f"http://{host}:{port}"
         from moto.server import ThreadedMotoServer
 
         # moto accepts any credentials; fixed dummies keep real ones out of presigned URLs.
@@ -203,7 +226,7 @@ class LocalStack:
         self._moto.start()
         self.s3_in_process = True
         host, port = self._moto.get_host_and_port()
-        self.s3_endpoint = env["AWS_ENDPOINT_URL_S3"] = f"http://{host}:{port}"
+        return f"http://{host}:{port}"
 
     def _start_emulators(self) -> None:
         from image_common.credentials import PROVIDER_ENDPOINTS
@@ -251,16 +274,37 @@ class LocalStack:
             )
             s3.create_bucket(Bucket=self.bucket, **extra)
 
+    def _ensure_usage_table(self) -> None:
+        import boto3
+
+        client = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
+        if self.usage_table in client.list_tables()["TableNames"]:
+            return
+        # As deployed (infra/constructs/usage.py): pk/sk strings, TTL on expires_at.
+        client.create_table(
+            TableName=self.usage_table,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
     @staticmethod
     def _reset_cached_clients(*, reload_generation: bool | None) -> bool:
         """Drop what the handler modules cached from an earlier environment (a test session may
         have imported them already). ``reload_generation=None``: reload only if its settings
         differ from the current environment's. Returns whether it reloaded."""
         from image_common.settings import get_settings
-        from image_service import http, storage
+        from image_service import http, storage, usage
 
         get_settings.cache_clear()
         storage.get_s3_client.cache_clear()
+        usage.get_dynamodb_client.cache_clear()
         http.set_http_client(None)
         authorizer = sys.modules.get("authorizer")
         if authorizer is not None:

@@ -83,6 +83,17 @@ def get_job(job_id: str) -> Response:
     return _json(200, success_envelope(final_answer(job)), headers={"Cache-Control": "no-store"})
 
 
+@app.get("/image/usage")
+def get_usage() -> Response:
+    """The caller's requests this minute, spend this day and month, limits, recent charges."""
+    owner = app.current_event.get_query_string_value("customer_id") or ""  # admin scope only
+    usage = image_service().usage_of(
+        caller=caller_from_authorizer(app.current_event.raw_event),
+        customer_id=int(owner) if owner.isdigit() else None,
+    )
+    return _json(200, success_envelope(usage), headers={"Cache-Control": "no-store"})
+
+
 @app.get("/image/models")
 def list_models() -> Response:
     caller_from_authorizer(app.current_event.raw_event)  # behind the JWT authorizer, like generate

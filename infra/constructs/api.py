@@ -36,6 +36,7 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str, bool, str], ...] = (
     (apigw.HttpMethod.POST, "/image/generate", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/jobs/{job_id}", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/models", True, GENERATION),
+    (apigw.HttpMethod.GET, "/image/usage", True, GENERATION),
     (apigw.HttpMethod.GET, "/health", False, HEALTH),
 )
 ROUTE_KEYS = tuple(f"{method.value} {path}" for method, path, _, _ in ROUTES)

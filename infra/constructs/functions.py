@@ -21,6 +21,7 @@ from constructs import Construct
 from infra.bundling import ASSET_EXCLUDES, LambdaAssets
 from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
+from infra.constructs.usage import UsageTable
 from infra.log_retention import retention
 from infra.nag import acknowledge
 from infra.service_code import PROVIDERS, metric_names
@@ -32,6 +33,11 @@ PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
 JWT_SECRET_CACHE_TTL = Duration.minutes(5)
 LIVE_ALIAS = "live"
 FLUX = "flux"  # the provider the Flux tasks call
+# image_service.usage: admission reads the customer's limits (GetItem), counts the minute
+# (UpdateItem), reserves in a transaction (UpdateItem, PutItem); GET /image/usage reads
+# (GetItem, Query); settling a charge is one transaction of updates.
+ADMITS_AND_SHOWS_USAGE = ("GetItem", "PutItem", "Query", "UpdateItem")
+SETTLES_USAGE = ("UpdateItem",)
 # With JSON logs Lambda drops lines below the function's application log level (INFO unless
 # set), whatever level the code logs at: the stage's level goes to both.
 APPLICATION_LOG_LEVELS = {
@@ -60,6 +66,7 @@ class _Spec:
     write_prefixes: tuple[str, ...] = ()
     reads_provider_keys: tuple[str, ...] = ()  # provider names
     reads_jwt_secret: bool = False
+    usage_actions: tuple[str, ...] = ()  # DynamoDB item actions on the usage table
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,10 +80,12 @@ class ServiceFunctions(Construct):
         assets: LambdaAssets,
         storage: ImageStorage,
         secrets: ServiceSecrets,
+        usage: UsageTable,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
         self._storage = storage
+        self._usage = usage
         self._secrets = secrets
         self._log_retention = retention(settings.log_retention_days)
 
@@ -139,7 +148,7 @@ class ServiceFunctions(Construct):
             layers=[],
         )
 
-        service_env = self._service_environment(storage)
+        service_env = self._service_environment(storage) | usage.environment(settings)
         self.generation = self._function(
             _Spec(
                 id="Generation",
@@ -150,6 +159,7 @@ class ServiceFunctions(Construct):
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 reads_provider_keys=tuple(PROVIDERS),
+                usage_actions=ADMITS_AND_SHOWS_USAGE,
                 environment={
                     **service_env,
                     "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
@@ -171,6 +181,7 @@ class ServiceFunctions(Construct):
                 read_prefixes=(JOBS_PREFIX,),  # the job's input (images were loaded before)
                 write_prefixes=(JOBS_PREFIX,),
                 reads_provider_keys=(FLUX,),
+                usage_actions=SETTLES_USAGE,
                 environment=service_env,
             ),
             "poll": _Spec(
@@ -182,6 +193,7 @@ class ServiceFunctions(Construct):
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
                 reads_provider_keys=(FLUX,),
+                usage_actions=SETTLES_USAGE,
                 environment=service_env,
             ),
             "store": _Spec(
@@ -192,6 +204,7 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.flux_store,
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                usage_actions=SETTLES_USAGE,
                 environment=service_env,  # downloads the result URL: no key
             ),
             "record_failure": _Spec(
@@ -202,6 +215,7 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.flux_record_failure,
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
+                usage_actions=SETTLES_USAGE,
                 environment=service_env,
             ),
         }
@@ -301,6 +315,7 @@ class ServiceFunctions(Construct):
             role, sorted(set(spec.read_prefixes) | set(spec.write_prefixes))
         )
         self._secrets.allow_reading_provider_keys(role, spec.reads_provider_keys)
+        self._usage.grant(role, spec.usage_actions)
         if spec.reads_jwt_secret:
             self._secrets.allow_reading_jwt_secret(role)
         if self._settings.functions.tracing:

@@ -46,6 +46,9 @@ class RunningStack:
     def s3(self):
         return boto3.client("s3", endpoint_url=self.stack.s3_endpoint)
 
+    def dynamodb(self):
+        return boto3.client("dynamodb", endpoint_url=self.stack.dynamodb_endpoint)
+
 
 @pytest.fixture(scope="package")
 def local_stack() -> Iterator[RunningStack]:
@@ -56,8 +59,15 @@ def local_stack() -> Iterator[RunningStack]:
         for prefix in prefixes:
             env.delenv(f"{prefix}_API_KEY", raising=False)
             env.delenv(f"{prefix}_BASE_URL", raising=False)
-        for name in ("AWS_ENDPOINT_URL_S3", "PROVIDER_SECRETS_ARN"):
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "USAGE_TABLE"):
             env.delenv(name, raising=False)
+        for prefix in prefixes:
+            env.delenv(f"{prefix}_API_KEY_SECRET_ARN", raising=False)
+        # Generous defaults: the suite sends many requests as customer 1 within a minute; the
+        # limit tests give their own customers tight limits (an item in the usage table).
+        env.setenv("RATE_LIMIT_PER_MINUTE", "100000")
+        env.setenv("DAILY_BUDGET_USD", "100000")
+        env.setenv("MONTHLY_BUDGET_USD", "100000")
         for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL"):
             env.delenv(name, raising=False)
         env.setenv("JWT_SECRET", E2E_JWT_SECRET)

@@ -36,6 +36,7 @@ RESERVED_ALARMS = {f"ConcurrencyNearReservation{f}" for f in FUNCTION_IDS}
 OUTPUTS = {
     "ApiUrl",
     "ImageBucketName",
+    "UsageTableName",
     "FluxStateMachineArn",
     "GenerationFunctionName",
     "GenerationFunctionArn",

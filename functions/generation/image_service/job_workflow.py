@@ -36,6 +36,7 @@ from image_service.providers.base import (
 )
 from image_service.registry import MODELS
 from image_service.telemetry import record_provider_call
+from image_service.usage import Charge
 
 if TYPE_CHECKING:
     from image_service.service import ImageService, PreparedGeneration
@@ -182,6 +183,7 @@ class JobWorkflow:
             }
         )
         self.jobs.save(record)
+        self._settle(record, data.get("cost_usd") or 0.0)
         logger.info("job succeeded", extra={"job_id": record.job_id, "model": record.model})
         return _stored(state, record)
 
@@ -211,6 +213,11 @@ class JobWorkflow:
             extra={"job_id": record.job_id, "error_type": error.type, "status": error.status},
         )
         self.jobs.save(record.failed(error, self.clock()))
+        self._settle(record, None)  # nothing produced: the reservation is released
+
+    def _settle(self, record: JobRecord, cost_usd: float | None) -> None:
+        if record.charge is not None:
+            self.service.settle(Charge.from_dict(record.charge), cost_usd, job_id=record.job_id)
 
     def _await_submission(self, record: JobRecord) -> JobRecord:
         waited = 0.0

@@ -102,6 +102,8 @@ class JobRecord(BaseModel):
     progress: float | None = None
     polls: int = 0
     cost_usd: float | None = None
+    # The usage reservation made at admission (image_service.usage.Charge), settled at the end.
+    charge: dict[str, Any] | None = None
     result: dict[str, Any] | None = None  # the ``data`` of the final 200 answer
     error: JobError | None = None
 
@@ -270,7 +272,7 @@ class JobService:
         self.clock = clock
         self.sleep = sleep
 
-    def start(self, prepared: PreparedGeneration) -> JobRecord:
+    def start(self, prepared: PreparedGeneration, *, charge: Any = None) -> JobRecord:
         """Record the job and its input, then start the workflow. The request was validated and
         its input images loaded already, so a bad request is a 400 now, not a failed job later."""
         request, model = prepared.request, prepared.model
@@ -299,6 +301,7 @@ class JobService:
             updated_at=now,
             interval_seconds=self.settings.job_poll_interval_seconds,
             budget_seconds=self.settings.job_budget_seconds,
+            charge=charge.to_dict() if charge is not None else None,
         )
         job_input = {
             "provider": model.provider,

@@ -39,6 +39,7 @@ from image_service.providers.base import (
 from image_service.registry import ModelSpec, ResolvedModel, resolve_model
 from image_service.storage import ImageStore, prompt_hash
 from image_service.telemetry import record_provider_call
+from image_service.usage import Charge, Limits, UsageLedger
 
 logger = Logger(child=True)
 MAX_PARALLEL_CALLS = 4
@@ -80,12 +81,14 @@ class ImageService:
         store: ImageStore,
         provider_for: Callable[[str], ImageProvider] = get_image_provider,
         job_runner: JobRunner | None = None,
+        usage: UsageLedger | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider_for = provider_for
         self._job_runner = job_runner
         self._jobs: JobService | None = None
+        self.usage = usage if usage is not None else usage_ledger_for(settings)
 
     @property
     def jobs(self) -> JobService:
@@ -166,13 +169,24 @@ class ImageService:
         (202) — or, with ``wait_for_job`` (a direct invoke, no 30 s limit), its final answer."""
         self.authorize(request, caller)
         prepared = self.prepare(request, timeout_seconds=timeout_seconds)
+        charge = self.admit(prepared)  # the customer's limits: before any provider is paid
         if prepared.model.capabilities.asynchronous:
-            job = self.jobs.start(prepared)
+            try:
+                job = self.jobs.start(prepared, charge=charge)
+            except BaseException:
+                self.settle(charge, None)
+                raise
             if not wait_for_job:
                 return job.accepted()
             return final_answer(self.jobs.wait(job, timeout_seconds=timeout_seconds))
         started = time.monotonic()
-        result = self.run_provider(prepared.provider_request)
+        try:
+            result = self.run_provider(prepared.provider_request)
+        except BaseException:
+            self.settle(charge, None)  # nothing produced: release the reservation
+            raise
+        cost = _cost(result, prepared.model, prepared.provider_request.settings)
+        self.settle(charge, cost if cost is not None else 0.0)  # unknown price: 0, not released
         logger.info(
             "images generated",
             extra={
@@ -184,6 +198,44 @@ class ImageService:
             },
         )
         return self.deliver(prepared, result)
+
+    # --- per-customer limits and budgets (image_service.usage) -------------------------------
+
+    def admit(self, prepared: PreparedGeneration) -> Charge | None:
+        """Count the request against the customer's rate limit and reserve its estimated cost
+        against its budgets; ``CustomerRateLimited`` / ``BudgetExceeded`` when over."""
+        if self.usage is None:
+            return None
+        settings = prepared.provider_request.settings
+        estimate = prepared.model.pricing.per_image(
+            quality=settings.quality or "auto", size=settings.size
+        )
+        return self.usage.admit(
+            prepared.request.customer_id,
+            estimate_usd=(estimate or 0.0) * settings.n,
+            provider=prepared.model.provider,
+            model=prepared.model.id,
+        )
+
+    def settle(
+        self, charge: Charge | None, cost_usd: float | None, *, job_id: str | None = None
+    ) -> None:
+        """The actual cost replaces the reservation (``None``: nothing produced, released)."""
+        if charge is not None and self.usage is not None:
+            self.usage.settle(charge, cost_usd, job_id=job_id)
+
+    def usage_of(self, *, caller: Caller, customer_id: int | None = None) -> dict[str, Any]:
+        """The caller's own usage and limits (another customer's only with the admin scope)."""
+        owner = caller.customer_id
+        if customer_id is not None and (
+            caller.is_trusted or self.settings.admin_scope in caller.scopes
+        ):
+            owner = customer_id
+        if owner is None:
+            raise NotFound("No customer to show usage for.")
+        if self.usage is None:
+            raise NotFound("Usage limits are not enabled on this service.")
+        return self.usage.usage(owner)
 
     def job(self, job_id: str, *, caller: Caller, customer_id: int | None = None) -> JobRecord:
         """A job of the caller's own customer (another customer's only with the admin scope)."""
@@ -282,6 +334,17 @@ class ImageService:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def usage_ledger_for(settings: ServiceSettings) -> UsageLedger | None:
+    if not settings.usage_table:
+        return None
+    defaults = Limits(
+        requests_per_minute=settings.rate_limit_per_minute,
+        daily_budget_usd=settings.daily_budget_usd,
+        monthly_budget_usd=settings.monthly_budget_usd,
+    )
+    return UsageLedger(settings.usage_table, defaults)
+
+
 def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
     if resolved.retired is None:
         return []
@@ -324,9 +387,12 @@ def _inline_size(images: list[GeneratedImage]) -> int:
     return sum(sizes) + (sizes[0] if len(sizes) > 1 else 0)
 
 
-def _cost(result: ProviderResult, model: ModelSpec, settings, count: int) -> float | None:
+def _cost(
+    result: ProviderResult, model: ModelSpec, settings, count: int | None = None
+) -> float | None:
     """The provider's own figure when it gives one, else the registry's price, else None."""
     if result.cost_usd is not None:
         return result.cost_usd
     price = model.pricing.per_image(quality=settings.quality or "auto", size=settings.size)
+    count = len(result.images) if count is None else count
     return None if price is None else round(price * count, 6)

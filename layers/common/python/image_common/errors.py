@@ -94,6 +94,20 @@ class ProviderRateLimited(ImageServiceError):
     status, type = 429, "rate_limited"
 
 
+class CustomerRateLimited(ImageServiceError):
+    """The customer sent more requests per minute than its limit; refused before any provider
+    call. Same type as a provider's rate limit: to the caller both mean "slow down"."""
+
+    status, type = 429, "rate_limited"
+
+
+class BudgetExceeded(ImageServiceError):
+    """The customer's daily or monthly spend budget cannot cover this request's estimate;
+    refused before any provider call. ``retry_after``: when the budget's window resets."""
+
+    status, type = 429, "budget_exceeded"
+
+
 class ProviderError(ImageServiceError):
     status, type = 502, "provider_error"
 

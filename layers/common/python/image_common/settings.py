@@ -41,6 +41,13 @@ class ServiceSettings(BaseModel):
     # Retired models this deployment's provider accounts still serve (comma list).
     enabled_retired_models: str = ""
 
+    # Per-customer limits (image_service.usage): the usage table, and the stage's defaults that
+    # a customer's own item in it overrides. No table: no limits (tests that need none).
+    usage_table: str | None = None
+    rate_limit_per_minute: int = Field(default=30, ge=1)
+    daily_budget_usd: float = Field(default=20.0, gt=0)
+    monthly_budget_usd: float = Field(default=200.0, gt=0)
+
     flux_state_machine_arn: str | None = None
     job_budget_seconds: int = Field(default=60, gt=0, le=900)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)

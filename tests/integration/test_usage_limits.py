@@ -1,0 +1,245 @@
+"""Per-customer limits and budgets on a real (moto) DynamoDB table, with an injected clock:
+counted atomically, refused before any provider call, settled exactly once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageError
+from image_service.service import ImageService
+from image_service.storage import ImageStore
+from image_service.usage import Limits, UsageLedger
+from tests.conftest import request_body
+
+TABLE = "usage-test"
+DEFAULTS = Limits(requests_per_minute=100, daily_budget_usd=1.0, monthly_budget_usd=2.0)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def dynamodb():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2026, 11, 30, 10, 15, 42, tzinfo=UTC))
+
+
+@pytest.fixture
+def ledger(dynamodb, clock):
+    return UsageLedger(TABLE, DEFAULTS, client=dynamodb, clock=clock)
+
+
+def limit_rate(dynamodb, customer: int, per_minute: int) -> None:
+    """A customer's own limit, as ops write it: an item in the usage table."""
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": f"customer#{customer}"},
+            "sk": {"S": "limits"},
+            "requests_per_minute": {"N": str(per_minute)},
+        },
+    )
+
+
+def admit(ledger, customer=7, estimate=0.1):
+    return ledger.admit(customer, estimate_usd=estimate, provider="openai", model="gpt-image-1")
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+def test_the_request_over_the_per_minute_limit_is_refused_until_the_next_minute(
+    ledger, clock, dynamodb
+):
+    limit_rate(dynamodb, 7, 3)
+    for _ in range(3):
+        admit(ledger, estimate=0)
+    with pytest.raises(CustomerRateLimited) as refused:
+        admit(ledger, estimate=0)
+    assert (refused.value.status, refused.value.type) == (429, "rate_limited")
+    assert refused.value.retry_after == 60 - 42  # the seconds left in this minute
+    clock.now += timedelta(seconds=18)
+    admit(ledger, estimate=0)  # a new minute, a new count
+
+
+def test_rate_limits_are_per_customer(ledger, dynamodb):
+    limit_rate(dynamodb, 1, 3)
+    limit_rate(dynamodb, 2, 3)
+    for _ in range(3):
+        admit(ledger, customer=1, estimate=0)
+    admit(ledger, customer=2, estimate=0)
+
+
+def test_a_customer_override_in_the_table_wins_over_the_stage_default(ledger, dynamodb):
+    limit_rate(dynamodb, 9, 1)
+    assert ledger.limits_for(9) == Limits(1, DEFAULTS.daily_budget_usd, DEFAULTS.monthly_budget_usd)
+    admit(ledger, customer=9, estimate=0)
+    with pytest.raises(CustomerRateLimited):
+        admit(ledger, customer=9, estimate=0)
+
+
+# --- budgets -------------------------------------------------------------------------------------
+
+
+def test_reservations_cannot_overshoot_the_daily_budget(ledger, clock):
+    admit(ledger, estimate=0.4)
+    admit(ledger, estimate=0.4)
+    with pytest.raises(BudgetExceeded) as refused:
+        admit(ledger, estimate=0.4)  # 1.2 > 1.0
+    assert (refused.value.status, refused.value.type) == (429, "budget_exceeded")
+    midnight = datetime(2026, 12, 1, tzinfo=UTC)
+    assert refused.value.retry_after == int((midnight - clock.now).total_seconds())
+    admit(ledger, estimate=0.2)  # exactly up to the budget is allowed
+
+
+def test_settling_replaces_the_estimate_by_the_actual_cost(ledger):
+    charge = admit(ledger, estimate=0.9)
+    with pytest.raises(BudgetExceeded):
+        admit(ledger, estimate=0.2)
+    ledger.settle(charge, 0.3)
+    admit(ledger, estimate=0.6)  # 0.3 spent + 0.6 reserved <= 1.0
+    day = ledger.usage(7)["day"]
+    assert (day["spent_usd"], day["reserved_usd"], day["remaining_usd"]) == (0.3, 0.6, 0.1)
+
+
+def test_a_failed_generation_releases_its_reservation(ledger):
+    charge = admit(ledger, estimate=0.9)
+    ledger.settle(charge, None)
+    usage = ledger.usage(7)
+    assert usage["day"]["spent_usd"] == 0 and usage["day"]["reserved_usd"] == 0
+    assert usage["charges"][0]["status"] == "released"
+
+
+def test_a_charge_is_settled_once_whatever_the_retries(ledger):
+    charge = admit(ledger, estimate=0.5)
+    ledger.settle(charge, 0.25, job_id="job-1")
+    ledger.settle(charge, 0.25, job_id="job-1")
+    ledger.settle(charge, None)
+    usage = ledger.usage(7)
+    assert usage["day"]["spent_usd"] == 0.25 and usage["day"]["reserved_usd"] == 0
+    (only,) = usage["charges"]
+    assert (only["status"], only["cost_usd"], only["job_id"]) == ("settled", 0.25, "job-1")
+
+
+def test_the_monthly_budget_holds_across_days_and_says_when_it_resets(ledger, clock):
+    for day in range(4):
+        clock.now = datetime(2026, 11, 3 + day, 12, tzinfo=UTC)
+        admit(ledger, estimate=0.5)  # 2.0 in the month, 0.5 a day
+    with pytest.raises(BudgetExceeded) as refused:
+        admit(ledger, estimate=0.1)
+    assert "monthly" in refused.value.message
+    assert refused.value.retry_after == int(
+        (datetime(2026, 12, 1, tzinfo=UTC) - clock.now).total_seconds()
+    )
+
+
+def test_an_estimate_alone_over_the_budget_is_refused_without_a_write(ledger, dynamodb):
+    with pytest.raises(BudgetExceeded):
+        admit(ledger, estimate=1.5)
+    items = dynamodb.scan(TableName=TABLE)["Items"]
+    assert [i["sk"]["S"] for i in items if not i["sk"]["S"].startswith("minute#")] == []
+
+
+def test_usage_shows_limits_counts_and_recent_charges_newest_first(ledger, clock):
+    first = admit(ledger, estimate=0.1)
+    clock.now += timedelta(seconds=1)
+    admit(ledger, estimate=0.2)
+    ledger.settle(first, 0.05)
+    usage = ledger.usage(7)
+    assert usage["limits"] == DEFAULTS.as_dict()
+    assert usage["minute"] == {"requests": 2, "limit": 100, "resets_at": "2026-11-30T10:16:00Z"}
+    assert usage["day"]["period"] == "2026-11-30" and usage["month"]["period"] == "2026-11"
+    assert [c["status"] for c in usage["charges"]] == ["reserved", "settled"]
+    assert usage["charges"][1]["cost_usd"] == 0.05
+
+
+def test_an_unreachable_usage_table_refuses_the_request_as_a_502(dynamodb, clock):
+    ledger = UsageLedger("no-such-table", DEFAULTS, client=dynamodb, clock=clock)
+    with pytest.raises(StorageError) as failed:
+        admit(ledger)
+    assert failed.value.status == 502 and "nothing was charged" in failed.value.message
+
+
+# --- through the service: refused before the provider ---------------------------------------------
+
+
+@pytest.fixture
+def service(s3, emulators, settings, dynamodb, clock):
+    ledger = UsageLedger(TABLE, DEFAULTS, client=dynamodb, clock=clock)
+    return ImageService(settings, ImageStore(settings), usage=ledger)
+
+
+def test_the_service_refuses_over_budget_before_calling_the_provider(service, emulators):
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    request = parse_request(request_body(quality="high", n=10))  # ~1.7 USD > 1.0 a day
+    with pytest.raises(BudgetExceeded):
+        service.generate(request, caller=Caller.trusted(), timeout_seconds=20)
+    assert emulators["openai"].requests == []
+
+
+def test_the_service_settles_what_the_answer_says_it_cost(service, emulators):
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    data = service.generate(
+        parse_request(request_body(quality="low")), caller=Caller.trusted(), timeout_seconds=20
+    )
+    (charge,) = service.usage.usage(123)["charges"]
+    assert charge["status"] == "settled" and charge["cost_usd"] == data["cost_usd"] > 0
+
+
+def test_a_provider_failure_releases_the_reservation(service, emulators):
+    from image_common.errors import ContentPolicyViolation
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    with pytest.raises(ContentPolicyViolation):
+        service.generate(
+            parse_request(request_body("x [moderate]")), caller=Caller.trusted(), timeout_seconds=20
+        )
+    (charge,) = service.usage.usage(123)["charges"]
+    assert charge["status"] == "released" and service.usage.usage(123)["day"]["reserved_usd"] == 0
+
+
+def test_direct_invoke_over_the_rate_limit_is_a_typed_tool_error_with_retry_after(
+    service, lambda_context, monkeypatch, dynamodb
+):
+    import generation
+
+    limit_rate(dynamodb, 123, 3)
+    monkeypatch.setattr(generation, "image_service", lambda: service)
+    for _ in range(3):
+        assert generation.handler(request_body(quality="low"), lambda_context)["success"]
+    result = generation.handler(request_body(quality="low"), lambda_context)
+    assert result["success"] is False
+    assert result["error"]["type"] == "rate_limited" and result["error"]["code"] == 429
+    assert result["error"]["retry_after"] == 18
