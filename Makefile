@@ -21,7 +21,7 @@ UV := $(VENV)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 install = $(UV) pip install --quiet --python $(PY) -c constraints.txt -r $(1) && touch $@
 
-.PHONY: dev test test-fast lint venv bench tool-schema build synth deploy clean
+.PHONY: dev test test-fast lint venv bench tool-schema models-check build synth deploy clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -69,6 +69,11 @@ bench: $(VENV)/.deps-local
 ## make tool-schema: regenerate docs/generate_image.tool.json from the code
 tool-schema: $(VENV)/.deps-local
 	PYTHONPATH=functions/generation:layers/common/python $(PY) -m image_service.tool > docs/generate_image.tool.json
+
+## make models-check: compare the model catalog with the providers' model lists (emulators for
+## providers without a key); exit 0 no drift, 1 drift, 2 a list unreadable. ARGS="--today 2026-12-01"
+models-check: $(VENV)/.deps-local
+	$(PY) -m local.models_check $(ARGS)
 
 ## make build: the Lambda dependencies layer for arm64 (pip wheels, no Docker; cached in build/)
 build: $(VENV)/.deps-infra

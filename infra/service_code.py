@@ -16,9 +16,9 @@ if _COMMON_LAYER_CODE not in sys.path:
     sys.path.append(_COMMON_LAYER_CODE)
 
 from image_common import errors, metric_names  # noqa: E402
-from image_common.provider_identity import PROVIDERS  # noqa: E402
+from image_common.provider_identity import MODEL_LIST_PROVIDERS, PROVIDERS  # noqa: E402
 
-__all__ = ["PROVIDERS", "errors", "metric_names", "server_error_types"]
+__all__ = ["MODEL_LIST_PROVIDERS", "PROVIDERS", "errors", "metric_names", "server_error_types"]
 
 
 def server_error_types() -> tuple[str, ...]:

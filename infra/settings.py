@@ -148,6 +148,8 @@ FLUX_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
 FLUX_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
 FLUX_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
 HEALTH_SIZING = FunctionSizing(memory_mb=128, timeout_seconds=3)  # answers a constant
+# The daily model catalog check: three list calls of at most 10 s each (Gemini's may page).
+MODELS_CHECK_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=120)
 # A direct invoke of a Flux request waits for the job's record until the job's deadline: its
 # budget plus this grace for the last poll and the store task (FINALIZE_GRACE_SECONDS in
 # functions/generation/image_service/jobs.py; a test keeps the two equal) ...
@@ -169,6 +171,7 @@ class ReservedConcurrency(_Settings):
     flux_poll: int | None = Field(default=None, ge=1, le=3000)
     flux_store: int | None = Field(default=None, ge=1, le=3000)
     flux_record_failure: int | None = Field(default=None, ge=1, le=3000)
+    models_check: int | None = Field(default=None, ge=1, le=3000)
 
 
 class FunctionsSettings(_Settings):
@@ -179,6 +182,7 @@ class FunctionsSettings(_Settings):
     flux_poll: FunctionSizing = FLUX_POLL_SIZING
     flux_store: FunctionSizing = FLUX_STORE_SIZING
     flux_record_failure: FunctionSizing = FLUX_RECORD_FAILURE_SIZING
+    models_check: FunctionSizing = MODELS_CHECK_SIZING
     # Provider call budget on the HTTP path: must leave room inside API Gateway's 30 s.
     provider_timeout_seconds: int = Field(default=25, ge=1, le=27)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -267,6 +271,19 @@ class FluxSettings(_Settings):
     log_execution_data: bool = False
 
 
+class ModelsCheckSettings(_Settings):
+    """The daily comparison of the model catalog with the providers' model lists."""
+
+    enabled: bool = True  # False: the function exists, the schedule is off
+    # EventBridge schedule expression (UTC); daily, early, before the working day in Europe.
+    schedule: str = Field(
+        default="cron(0 6 * * ? *)", pattern=r"^(cron\([^)]+\)|rate\(\d+ (minute|hour|day)s?\))$"
+    )
+    warning_days: int = Field(default=30, ge=1, le=365)  # shutdowns this close are drift
+    # Upstream model ids ops chose not to add to the catalog: reported, not alarmed.
+    acknowledged_models: tuple[str, ...] = ()
+
+
 class MonitoringSettings(_Settings):
     alarm_topic_arn: str | None = Field(default=None, pattern=SNS_TOPIC_ARN.pattern)
     alarm_emails: tuple[str, ...] = ()
@@ -287,6 +304,7 @@ class MonitoringSettings(_Settings):
     provider_min_calls: int = Field(default=10, ge=1)
     cost_per_hour_usd: float = Field(default=50.0, gt=0)
     webhook_failures_threshold: int = Field(default=1, ge=1)
+    model_drift_threshold: int = Field(default=1, ge=1)  # drift findings in one daily check
     period_minutes: int = Field(default=5, ge=1, le=60)
     evaluation_periods: int = Field(default=1, ge=1, le=10)
     # A stage that must not alarm into the void: it needs alarm_emails or alarm_topic_arn.
@@ -319,6 +337,7 @@ class StageSettings(_Settings):
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
     flux: FluxSettings = FluxSettings()
+    models_check: ModelsCheckSettings = ModelsCheckSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: LimitsSettings = LimitsSettings()
     deploy: DeploySettings = DeploySettings()

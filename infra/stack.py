@@ -15,6 +15,7 @@ from infra.constructs.api import ImageApi
 from infra.constructs.deployment import GenerationDeployment
 from infra.constructs.flux_workflow import FluxWorkflow
 from infra.constructs.functions import ServiceFunctions
+from infra.constructs.models_check import ModelsCheckSchedule
 from infra.constructs.monitoring import ServiceMonitoring
 from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import ImageStorage
@@ -70,6 +71,9 @@ class ImageServiceStack(Stack):
             generation_function=functions.live(functions.generation),
             health_function=functions.live(functions.health),
         )
+        ModelsCheckSchedule(
+            self, "ModelsCheck", settings=settings, function=functions.live(functions.models_check)
+        )
         monitoring = ServiceMonitoring(
             self,
             "Monitoring",
@@ -79,6 +83,7 @@ class ImageServiceStack(Stack):
             generation=functions.generation,
             functions=functions.named,
             flux_state_machine=flux.state_machine,
+            models_check=functions.models_check,
         )
         GenerationDeployment(
             self,
@@ -109,6 +114,10 @@ class ImageServiceStack(Stack):
                 "Attach to a caller's role to allow invoking the generation function",
             ),
             "AuthorizerFunctionName": (functions.authorizer.function_name, "JWT authorizer"),
+            "ModelsCheckFunctionName": (
+                functions.models_check.function_name,
+                "Daily model catalog check (invoke it by hand for a report now)",
+            ),
             "AlarmTopicArn": (monitoring.topic.topic_arn, "Alarm notifications"),
             **{
                 f"Flux{name.title().replace('_', '')}FunctionName": (

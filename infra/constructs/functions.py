@@ -1,4 +1,5 @@
-"""Lambda functions and layers: the authorizer, generation, health, and the four Flux tasks.
+"""Lambda functions and layers: the authorizer, generation, health, the four Flux tasks, and the
+daily model catalog check.
 
 Every function runs on arm64 and ``RUNTIME``, with its own log group (retention per stage),
 its own role holding only what that function does, memory, timeout and reserved concurrency
@@ -24,7 +25,7 @@ from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
 from infra.constructs.usage import UsageTable
 from infra.log_retention import retention
 from infra.nag import acknowledge
-from infra.service_code import PROVIDERS, metric_names
+from infra.service_code import MODEL_LIST_PROVIDERS, PROVIDERS, metric_names
 from infra.settings import INVOKE_TIMEOUT_MARGIN_SECONDS, FunctionSizing, StageSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # infra/bundling.py builds the layer for the same version
@@ -239,9 +240,35 @@ class ServiceFunctions(Construct):
             for name, spec in flux_task_specs.items()
         }
 
+        # Same code as generation (the catalog, the providers' endpoints), its own entry point:
+        # generation's cold path never imports it. Keys: the providers that publish a list.
+        check = settings.models_check
+        self.models_check = self._function(
+            _Spec(
+                id="ModelsCheck",
+                description="Daily: compares the model catalog with the providers' model lists",
+                handler="models_check.handler",
+                sizing=sizes.models_check,
+                reserved_concurrency=reserved.models_check,
+                reads_provider_keys=MODEL_LIST_PROVIDERS,
+                environment={
+                    "MODELS_CHECK_WARNING_DAYS": str(check.warning_days),
+                    "MODELS_CHECK_ACKNOWLEDGED": ",".join(check.acknowledged_models),
+                },
+            ),
+            code=generation_code,
+            layers=[self.dependencies_layer, self.common_layer],
+        )
+
     @property
     def all(self) -> list[lambda_.Function]:
-        return [self.authorizer, self.generation, self.health, *self.flux_tasks.values()]
+        return [
+            self.authorizer,
+            self.generation,
+            self.health,
+            *self.flux_tasks.values(),
+            self.models_check,
+        ]
 
     def live(self, function: lambda_.Function) -> lambda_.Alias:
         """The ``live`` alias of one of these functions: what callers invoke."""

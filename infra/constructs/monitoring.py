@@ -6,7 +6,8 @@ rate, from the metrics it emits itself. Generation: crashes, and failed direct i
 server-side type (they are answers, not Lambda errors). Every function: duration near its
 timeout, concurrency near its reservation, throttles. The Flux workflow: failed, timed out,
 aborted or throttled executions. Webhook deliveries that gave up. Provider error rate, per
-provider. What the service spent at providers in the last hour.
+provider. What the service spent at providers in the last hour. The daily model catalog check:
+drift found, and the check itself failing.
 
 Metric names come from ``image_common.metric_names`` — the module the functions emit them
 with. Thresholds and periods are per stage; the topic is created here (with the stage's
@@ -47,6 +48,7 @@ class ServiceMonitoring(Construct):
         generation: lambda_.Function,
         functions: Mapping[str, lambda_.Function],
         flux_state_machine: sfn.IStateMachine,
+        models_check: lambda_.Function,
     ) -> None:
         super().__init__(scope, construct_id)
         monitoring = settings.monitoring
@@ -222,6 +224,7 @@ class ServiceMonitoring(Construct):
                 ),
                 threshold=monitoring.provider_error_rate_percent,
             )
+        self._models_check_alarms(models_check)
         self._alarm(
             "CostPerHour",
             f"Provider spend reached {monitoring.cost_per_hour_usd} USD in an hour",
@@ -237,6 +240,36 @@ class ServiceMonitoring(Construct):
             near_timeout["Generation"],
         ]
         self.dashboard = self._dashboard(settings, functions)
+
+    def _models_check_alarms(self, models_check: lambda_.Function) -> None:
+        """The check runs once a day: one day is the period (period x evaluation periods may not
+        exceed a day), so an alarm stays up until the next run says otherwise."""
+        day = Duration.days(1)
+        self._alarm(
+            "ModelCatalogDrift",
+            "The model catalog differs from the providers' model lists: a model it serves is "
+            "gone or retiring upstream, or a new one is listed (the check's log says which)",
+            self._service_metric(metric_names.MODEL_DRIFT_FINDINGS, period=day).with_(
+                statistic="Maximum"  # a manual run the same day must not double the count
+            ),
+            threshold=self._settings.monitoring.model_drift_threshold,
+            evaluation_periods=1,
+        )
+        self._alarm(
+            "ModelsCheckFailed",
+            "The model catalog check could not read a provider's model list, or failed",
+            cloudwatch.MathExpression(
+                expression="FILL(failures, 0) + FILL(errors, 0)",
+                using_metrics={
+                    "failures": self._service_metric(metric_names.MODEL_LIST_FAILURES, period=day),
+                    "errors": models_check.metric_errors(period=day, statistic="Sum"),
+                },
+                label="unreadable model lists and check errors",
+                period=day,
+            ),
+            threshold=1,
+            evaluation_periods=1,
+        )
 
     # --- building blocks -----------------------------------------------------------------------
 
@@ -279,7 +312,13 @@ class ServiceMonitoring(Construct):
         )
 
     def _alarm(
-        self, alarm_id: str, description: str, metric: cloudwatch.IMetric, *, threshold: float
+        self,
+        alarm_id: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        evaluation_periods: int | None = None,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
@@ -288,7 +327,7 @@ class ServiceMonitoring(Construct):
             metric=metric,
             threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=self._settings.monitoring.evaluation_periods,
+            evaluation_periods=evaluation_periods or self._settings.monitoring.evaluation_periods,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))

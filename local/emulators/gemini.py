@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+from functools import cached_property
 
 from local.emulators.base import (
     Emulator,
@@ -23,6 +24,7 @@ from local.emulators.base import (
     ratio_size,
     render_image,
 )
+from local.emulators.model_lists import GEMINI_LISTED, ModelListing, gemini_models_answer
 
 GEMINI_MODELS = {
     "gemini-2.5-flash-image",
@@ -82,7 +84,18 @@ def _invalid(message: str) -> EmulatorResponse:
 class GeminiEmulator(Emulator):
     name = "gemini"
 
+    @cached_property
+    def model_listing(self) -> ModelListing:
+        """``GET /v1beta/models``: what a test may plant in or withdraw from."""
+        return ModelListing(GEMINI_LISTED)
+
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
+        if request.method == "GET" and request.path == "/v1beta/models":
+            if not request.headers.get("x-goog-api-key"):
+                return _error(
+                    403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers."
+                )
+            return gemini_models_answer(self.model_listing, request.query)
         match = _PATH.match(request.path)
         if request.method != "POST" or match is None:
             return _error(404, "NOT_FOUND", f"{request.path} was not found on this server.")

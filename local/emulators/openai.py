@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import uuid
+from functools import cached_property
 
 from local.emulators.base import Emulator, EmulatorRequest, EmulatorResponse, render_image
+from local.emulators.model_lists import OPENAI_LISTED, ModelListing, openai_models_answer
 
 GPT_IMAGE = {"gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2"}
 SIZES = {
@@ -58,6 +60,9 @@ class OpenAIEmulator(Emulator):
             return _error(
                 401, "You didn't provide an API key.", type_="invalid_request_error", code=None
             )
+        if request.method == "GET" and request.path == "/v1/models":
+            key = request.headers["authorization"].removeprefix("Bearer ")
+            return openai_models_answer(self.model_listing, key)
         if request.method == "POST" and request.path.endswith("/images/generations"):
             if not request.headers.get("content-type", "").startswith("application/json"):
                 return _error(400, "Expected JSON.", type_="invalid_request_error", code=None)
@@ -65,6 +70,11 @@ class OpenAIEmulator(Emulator):
         if request.method == "POST" and request.path.endswith("/images/edits"):
             return self._edit(request)
         return _error(404, "Unknown route.", type_="invalid_request_error", code="unknown_url")
+
+    @cached_property
+    def model_listing(self) -> ModelListing:
+        """``GET /v1/models``: what a test may plant in or withdraw from."""
+        return ModelListing(OPENAI_LISTED, publishes_shutdown_dates=True)
 
     def _edit(self, request: EmulatorRequest) -> EmulatorResponse:
         fields, images, mask = {}, [], None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from functools import cached_property
 
 from local.emulators.base import (
     Emulator,
@@ -21,6 +22,7 @@ from local.emulators.base import (
     ratio_size,
     render_image,
 )
+from local.emulators.model_lists import XAI_LISTED, ModelListing, xai_models_answer
 
 MODELS = {"grok-imagine-image", "grok-imagine-image-quality", "grok-2-image", "grok-2-image-1212"}
 LEGACY = {"grok-2-image", "grok-2-image-1212"}  # no aspect_ratio, resolution, quality or edits
@@ -85,6 +87,8 @@ class XAIEmulator(Emulator):
             )
         if not request.headers.get("authorization", "").startswith("Bearer "):
             return _error(401, "Incorrect API key provided.", "Unauthorized")
+        if request.method == "GET" and request.path == "/v1/image-generation-models":
+            return xai_models_answer(self.model_listing)
         edit = request.path == "/v1/images/edits"
         if request.method != "POST" or not (edit or request.path == "/v1/images/generations"):
             return _error(404, f"No route for {request.method} {request.path}", "Not Found")
@@ -102,6 +106,11 @@ class XAIEmulator(Emulator):
         if problem:
             return _error(400 if "does not exist" not in problem else 404, problem)
         return self._generate(body)
+
+    @cached_property
+    def model_listing(self) -> ModelListing:
+        """``GET /v1/image-generation-models``: what a test may plant in or withdraw from."""
+        return ModelListing(XAI_LISTED)
 
     def _generate(self, body: dict) -> EmulatorResponse:
         prompt = body["prompt"]

@@ -44,6 +44,12 @@ JWKS_STAGE = {
         "audience": ["image-service"],
     },
     "monitoring": {"alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms"},
+    # and the models check with its schedule off, a shorter window and acknowledged models
+    "models_check": {
+        "enabled": False,
+        "warning_days": 14,
+        "acknowledged_models": ["gpt-image-2-2026-04-21", "chatgpt-image-latest"],
+    },
 }
 
 

@@ -10,7 +10,9 @@ from infra.bundling import LAMBDA_PYTHON_VERSION
 from infra.constructs.functions import RUNTIME
 from infra.settings import JOB_FINALIZE_GRACE_SECONDS
 
-NOT_SERVICE_CODE = {"authorizer.handler", "health.handler"}
+# No bucket, no service settings: the authorizer, health, and the catalog check (its own test
+# file: tests/infra/test_infra_models_check.py).
+NOT_SERVICE_CODE = {"authorizer.handler", "health.handler", "models_check.handler"}
 HANDLERS = {
     "authorizer.handler",
     "generation.handler",
@@ -19,6 +21,7 @@ HANDLERS = {
     "flux_tasks.poll",
     "flux_tasks.store",
     "flux_tasks.record_failure",
+    "models_check.handler",
 }
 
 
@@ -89,6 +92,7 @@ def test_every_function_runs_on_arm64_and_the_layer_build_python(synthesized):
         ("flux_tasks.poll", "flux_poll"),
         ("flux_tasks.store", "flux_store"),
         ("flux_tasks.record_failure", "flux_record_failure"),
+        ("models_check.handler", "models_check"),
     ],
 )
 def test_memory_and_timeout_come_from_the_stage_settings(dev, handler, sizing):
@@ -247,6 +251,7 @@ def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys
         ("flux_tasks.record_failure", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         ("authorizer.handler", {}),
         ("health.handler", {}),
+        ("models_check.handler", {}),
     ],
 )
 def test_each_flux_task_and_the_authorizer_touch_only_their_prefixes(dev, handler, expected):
@@ -320,11 +325,12 @@ def test_reserved_concurrency_per_function_comes_from_the_stage(dev, prod, jwks)
         "flux_tasks.poll": "flux_poll",
         "flux_tasks.store": "flux_store",
         "flux_tasks.record_failure": "flux_record_failure",
+        "models_check.handler": "models_check",  # daily: shares the pool in both stages
     }
     for synth in (dev, prod):
         reserved = synth.settings.functions.reserved_concurrency
         for handler, props in _functions(synth).items():
-            assert props["ReservedConcurrentExecutions"] == getattr(reserved, names[handler])
+            assert props.get("ReservedConcurrentExecutions") == getattr(reserved, names[handler])
     assert prod.settings.functions.reserved_concurrency.generation > (
         dev.settings.functions.reserved_concurrency.generation
     )

@@ -15,7 +15,9 @@ FUNCTION_IDS = (
     "FluxPoll",
     "FluxStore",
     "FluxRecordFailure",
+    "ModelsCheck",
 )
+RESERVING_IDS = tuple(f for f in FUNCTION_IDS if f != "ModelsCheck")  # the daily check: none
 ALARMS = {
     "Api5xxRate",
     "Api4xxRate",
@@ -29,10 +31,12 @@ ALARMS = {
     "FluxExecutionThrottles",
     "WebhookDeliveryFailures",
     "CostPerHour",
+    "ModelCatalogDrift",
+    "ModelsCheckFailed",
     *(f"DurationNearTimeout{f}" for f in FUNCTION_IDS),
     *(f"ProviderErrorRate{p.title()}" for p in PROVIDERS),
 }
-RESERVED_ALARMS = {f"ConcurrencyNearReservation{f}" for f in FUNCTION_IDS}
+RESERVED_ALARMS = {f"ConcurrencyNearReservation{f}" for f in RESERVING_IDS}
 OUTPUTS = {
     "ApiUrl",
     "ImageBucketName",
@@ -50,6 +54,7 @@ OUTPUTS = {
     "FluxPollFunctionName",
     "FluxStoreFunctionName",
     "FluxRecordFailureFunctionName",
+    "ModelsCheckFunctionName",
     *(f"{p.env_prefix.title()}ApiKeySecretArn" for p in PROVIDERS.values()),
 }
 

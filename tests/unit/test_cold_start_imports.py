@@ -37,3 +37,7 @@ def test_generation_handler_defers_boto3_and_provider_adapters():
     }
     assert adapters == set()
     assert not {"PIL", "moto", "jwt", "local"} & modules
+    # the daily catalog check shares the code asset, not the request path
+    assert not {"models_check", "image_service.model_drift", "image_service.upstream_models"} & (
+        modules
+    )

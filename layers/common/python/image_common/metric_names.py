@@ -34,3 +34,12 @@ LIMIT_REJECTIONS = "LimitRejections"  # per `error_type`: rate_limited, budget_e
 WEBHOOK_DELIVERY_FAILURES = "WebhookDeliveryFailures"
 
 IMAGES_GENERATED = "ImagesGenerated"
+
+# The daily model catalog check (functions/generation/models_check.py), one point a day each.
+MODEL_DRIFT_FINDINGS = "ModelDriftFindings"  # findings that need a catalog change (alarmed)
+MODELS_MISSING_UPSTREAM = "ModelsMissingUpstream"
+MODEL_SHUTDOWNS_NOT_IN_CATALOG = "ModelShutdownsNotInCatalog"
+UPSTREAM_MODELS_NOT_IN_CATALOG = "UpstreamModelsNotInCatalog"
+MODEL_SHUTDOWNS_WITHIN_WINDOW = "ModelShutdownsWithinWindow"  # handled by the catalog or not
+MODEL_LISTS_CHECKED = "ModelListsChecked"
+MODEL_LIST_FAILURES = "ModelListFailures"  # alarmed

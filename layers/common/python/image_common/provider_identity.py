@@ -1,5 +1,6 @@
-"""Who the providers are: one record each — name, environment prefix, default base URL — and
-the names derived from it (the key's variable, the per-provider secret's variable).
+"""Who the providers are: one record each — name, environment prefix, default base URL, where
+it publishes its model list — and the names derived from it (the key's variable, the
+per-provider secret's variable).
 
 Standard library only: the CDK app reads it too (one secret and one alarm per provider).
 """
@@ -14,6 +15,8 @@ class ProviderIdentity:
     name: str  # as the registry and the answers spell it
     env_prefix: str  # OPENAI_API_KEY, OPENAI_BASE_URL, …
     default_base_url: str
+    # Path of its model list under the base URL (the daily catalog check); None: it has none.
+    model_list_path: str | None = None
 
     @property
     def api_key_variable(self) -> str:
@@ -32,10 +35,15 @@ class ProviderIdentity:
 PROVIDERS: dict[str, ProviderIdentity] = {
     p.name: p
     for p in (
-        ProviderIdentity("openai", "OPENAI", "https://api.openai.com/v1"),
+        ProviderIdentity("openai", "OPENAI", "https://api.openai.com/v1", "/models"),
         ProviderIdentity("stability", "STABILITY", "https://api.stability.ai"),
         ProviderIdentity("flux", "BFL", "https://api.bfl.ai"),
-        ProviderIdentity("google", "GEMINI", "https://generativelanguage.googleapis.com/v1beta"),
-        ProviderIdentity("xai", "XAI", "https://api.x.ai/v1"),
+        ProviderIdentity(
+            "google", "GEMINI", "https://generativelanguage.googleapis.com/v1beta", "/models"
+        ),
+        ProviderIdentity("xai", "XAI", "https://api.x.ai/v1", "/image-generation-models"),
     )
 }
+
+# The providers the daily catalog check asks (Stability and Black Forest Labs publish no list).
+MODEL_LIST_PROVIDERS: tuple[str, ...] = tuple(n for n, p in PROVIDERS.items() if p.model_list_path)
