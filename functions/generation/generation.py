@@ -16,11 +16,10 @@ from image_common.envelope import error_envelope, success_envelope
 from image_common.errors import (
     ImageServiceError,
     InternalError,
-    InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     Unauthorized,
 )
+from image_common.json_body import parse_json_body
 from image_common.metric_names import (
     ERROR_TYPE_DIMENSION,
     IMAGES_GENERATED,
@@ -136,15 +135,9 @@ def caller_from_authorizer(event: dict[str, Any]) -> Caller:
 
 def _json_body() -> Any:
     event = app.current_event
-    body = event.decoded_body if event.is_base64_encoded else event.body
-    if not body:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("The request body is over the 10 MB limit.")
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
+    return parse_json_body(
+        event.body, base64_encoded=event.is_base64_encoded, max_bytes=MAX_BODY_BYTES
+    )
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:

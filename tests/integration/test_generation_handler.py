@@ -70,6 +70,14 @@ def test_base64_encoded_body_is_accepted(generation, lambda_context):
         (json.dumps(request_body(width=9)), "settings.image.width"),
         (json.dumps(request_body(input_images=["data:image/png;base64,bm90IGFuIGltYWdl"])),
          "not a PNG, JPEG or WebP"),
+        (json.dumps(request_body() | {"save_to_bd": False}), "save_to_bd: unknown field"),
+        (json.dumps(request_body(size="1792x1024")), "settings.image.size: unknown field"),
+        (json.dumps(request_body() | {"customer_id": True}), "customer_id"),
+        ('{"prompt": "a cat", "customer_id": NaN}', "not valid JSON"),
+        ('{"prompt": "\\ud800", "customer_id": 123}', "not valid Unicode"),
+        ('{"settings": ' + "[" * 70 + "]" * 70 + "}", "nested deeper than 64 levels"),
+        ('{"a":' * 1000 + "1" + "}" * 1000, "nested deeper than 64 levels"),
+        ("[" * 100_000, "nested deeper than 64 levels"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_400_envelope(generation, lambda_context, raw, message):
@@ -78,6 +86,38 @@ def test_bad_input_is_a_400_envelope(generation, lambda_context, raw, message):
     assert answer["success"] is False and answer["code"] == 400
     assert answer["error"]["type"] in ("invalid_request", "unknown_model", "invalid_image")
     assert message in answer["error"]["message"]
+
+
+def test_an_openai_shaped_body_is_refused_naming_every_foreign_field(generation, lambda_context):
+    body = {"prompt": "a cat", "model": "dall-e-3", "size": "1792x1024", "n": 3,
+            "customer_id": 123}  # fmt: skip
+    status, answer, _ = call(generation, http_event(body=body), lambda_context)
+    assert status == 400
+    assert answer["error"]["details"]["fields"] == ["model", "size", "n"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",  # a raw image upload
+        '{"prompt": "caf\u00e9", "customer_id": 1}'.encode("latin-1"),
+        b"\xff\xfe{\x00}\x00",  # UTF-16
+    ],
+)
+def test_a_body_that_is_not_utf8_is_a_400(generation, lambda_context, s3, raw):
+    event = http_event()
+    event.update(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
+    status, answer, _ = call(generation, event, lambda_context)
+    assert status == 400 and answer["error"]["type"] == "invalid_request"
+    assert "not UTF-8" in answer["error"]["message"]
+    assert s3.list_objects_v2(Bucket="test-images").get("KeyCount") == 0
+
+
+def test_a_body_flagged_base64_that_is_not_is_a_400(generation, lambda_context):
+    event = http_event(raw_body=json.dumps(request_body()))
+    event["isBase64Encoded"] = True
+    status, answer, _ = call(generation, event, lambda_context)
+    assert status == 400 and "not valid base64" in answer["error"]["message"]
 
 
 def test_foreign_customer_is_a_403(generation, lambda_context, emulators):
@@ -237,6 +277,30 @@ def test_direct_invoke_failure_is_a_typed_error_not_an_exception(generation, lam
     assert result["success"] is False
     assert result["error"]["type"] == "content_policy_violation" and result["error"]["code"] == 422
     assert result["text"].startswith("Image generation failed:")
+
+
+def test_tool_invocation_runs_for_the_envelopes_customer(generation, lambda_context, s3):
+    tool_input = {"prompt": "a red fox", "settings": {"image": {"model": "grok", "n": None}}}
+    result = generation.handler({"customer_id": 55, "input": tool_input}, lambda_context)
+    assert result["success"] is True and result["provider"] == "xai"
+    assert result["image_key"].startswith("customers/55/")
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"customer_id": 55, "input": {"prompt": "a fox", "customer_id": 9}}, "input.customer_id"),
+        ({"input": {"prompt": "a fox"}}, "customer_id"),
+        ({"customer_id": "55", "input": {"prompt": "a fox"}}, "customer_id"),
+        ({"customer_id": 55, "input": "a fox"}, "input"),
+        ({"customer_id": 55, "input": {"prompt": "a fox"}, "extra": 1}, "extra"),
+    ],
+)
+def test_a_tool_input_cannot_choose_the_customer(generation, lambda_context, s3, event, field):
+    result = generation.handler(event, lambda_context)
+    assert result["success"] is False and result["error"]["code"] == 400
+    assert field in result["error"]["details"]["fields"]
+    assert s3.list_objects_v2(Bucket="test-images").get("KeyCount") == 0
 
 
 def test_direct_invoke_validation_error(generation, lambda_context):

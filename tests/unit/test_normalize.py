@@ -354,17 +354,6 @@ def test_style_on_a_model_without_styles_is_ignored_with_a_warning():
     assert warning.setting == "style_preset" and warning.type == "unsupported-setting"
 
 
-def test_unknown_settings_are_each_reported():
-    _, warnings = normalize_settings(
-        "a fox", ImageSettings.model_validate({"steps": 30, "guidance": 4}), MODELS["core"]
-    )
-    assert [(w.setting, w.type) for w in warnings] == [
-        ("guidance", "unsupported-setting"),
-        ("steps", "unsupported-setting"),
-    ]
-    assert "provider_options" in warnings[0].message
-
-
 def test_what_was_sent_is_what_is_reported():
     settings, _ = fit(
         "sd3.5-large",

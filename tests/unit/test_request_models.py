@@ -54,9 +54,16 @@ def test_optional_additions_are_parsed():
     assert image.provider_options == {"background": "transparent"}
 
 
-def test_unknown_image_settings_are_kept_for_a_warning_not_dropped():
-    request = parse_request(request_body(steps=30))
-    assert request.image.unknown_fields() == ["steps"]
+def test_null_is_the_same_as_leaving_a_field_out():
+    request = parse_request(
+        {
+            "prompt": "a cat",
+            "customer_id": 5,
+            "save_to_db": None,
+            "settings": {"image": {"n": None}},
+        }
+    )
+    assert request.save_to_db is True and request.image.n == 1
 
 
 @pytest.mark.parametrize(
@@ -83,6 +90,23 @@ def test_unknown_image_settings_are_kept_for_a_warning_not_dropped():
         (request_body(input_images=["x"] * 17), "settings.image.input_images"),
         (request_body(mask="data:image/png;base64,AAAA"), "settings.image"),
         (request_body(provider_options="nope"), "settings.image.provider_options"),
+        # unknown fields, at every level, are named (a typo must not be served as defaults)
+        ({"prompt": "a cat", "customer_id": 1, "save_to_bd": False}, "save_to_bd"),
+        (request_body(steps=30), "settings.image.steps"),
+        (request_body(size="1792x1024"), "settings.image.size"),
+        ({"prompt": "a cat", "customer_id": 1, "settings": {"imgae": {}}}, "settings.imgae"),
+        ({"prompt": "a cat", "customer_id": 1, "settings": {"text": {}}}, "settings.text"),
+        # JSON types are exact: no bool, string or float for an integer, no string for a bool
+        ({"prompt": "a cat", "customer_id": True}, "customer_id"),
+        ({"prompt": "a cat", "customer_id": "7"}, "customer_id"),
+        ({"prompt": "a cat", "customer_id": 7.0}, "customer_id"),
+        ({"prompt": "a cat", "customer_id": 2**63}, "customer_id"),
+        ({"prompt": "a cat", "customer_id": 1, "save_to_db": "false"}, "save_to_db"),
+        ({"prompt": "a cat", "customer_id": 1, "save_to_db": 0}, "save_to_db"),
+        (request_body(width="1024", height=1024), "settings.image.width"),
+        (request_body(n=2.0), "settings.image.n"),
+        (request_body(seed=True), "settings.image.seed"),
+        ({"prompt": 42, "customer_id": 1}, "prompt"),
     ],
 )
 def test_each_invalid_field_is_a_400_naming_the_field(body, field):
@@ -91,6 +115,29 @@ def test_each_invalid_field_is_a_400_naming_the_field(body, field):
     assert caught.value.status == 400
     assert field in caught.value.details["fields"]
     assert field in caught.value.message
+
+
+def test_an_unknown_field_points_to_provider_options():
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(request_body(steps=30))
+    assert "settings.image.steps: unknown field" in caught.value.message
+    assert "provider_options" in caught.value.message
+
+
+def test_nesting_past_64_levels_is_a_400_that_says_so():
+    deep: dict = {}
+    node = deep
+    for _ in range(70):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidRequest, match="nested deeper than 64 levels"):
+        parse_request(request_body(provider_options=deep))
+    parse_request(request_body(provider_options={"a": {"b": {"c": [1, 2, {"d": None}]}}}))
+
+
+def test_a_lone_surrogate_is_a_400_not_an_encoding_crash_later():
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        parse_request({"prompt": "a \ud800 cat", "customer_id": 1})
 
 
 def test_non_object_body_is_a_400():

@@ -54,15 +54,6 @@ def normalize_settings(
         ),
         style_preset=_fit_style(image.style_preset, caps, warnings, spec.id),
     )
-    for name in image.unknown_fields():
-        warnings.append(
-            SettingWarning(
-                "unsupported-setting",
-                name,
-                f"'{name}' is not a known image setting and was ignored; "
-                "use provider_options for provider-only parameters.",
-            )
-        )
     return settings, warnings
 
 
