@@ -65,6 +65,8 @@ class _Spec:
     reserved_concurrency: int | None
     read_prefixes: tuple[str, ...] = ()
     write_prefixes: tuple[str, ...] = ()
+    # Where it may delete: the images a request stored before it failed part-way (no orphans).
+    delete_prefixes: tuple[str, ...] = ()
     reads_provider_keys: tuple[str, ...] = ()  # provider names
     reads_jwt_secret: bool = False
     usage_actions: tuple[str, ...] = ()  # DynamoDB item actions on the usage table
@@ -159,6 +161,7 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.generation,
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                delete_prefixes=(IMAGES_PREFIX,),
                 reads_provider_keys=tuple(PROVIDERS),
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
                 environment={
@@ -205,6 +208,7 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.flux_store,
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                delete_prefixes=(IMAGES_PREFIX,),
                 usage_actions=SETTLES_USAGE,
                 environment=service_env,  # downloads the result URL: no key
             ),
@@ -337,9 +341,12 @@ class ServiceFunctions(Construct):
         self.aliases[spec.id] = lambda_.Alias(
             scope, "Live", alias_name=LIVE_ALIAS, version=function.current_version
         )
-        self._storage.grant_object_access(role, read=spec.read_prefixes, write=spec.write_prefixes)
+        self._storage.grant_object_access(
+            role, read=spec.read_prefixes, write=spec.write_prefixes, delete=spec.delete_prefixes
+        )
         self._storage.acknowledge_prefix_wildcards(
-            role, sorted(set(spec.read_prefixes) | set(spec.write_prefixes))
+            role,
+            sorted(set(spec.read_prefixes) | set(spec.write_prefixes) | set(spec.delete_prefixes)),
         )
         self._secrets.allow_reading_provider_keys(role, spec.reads_provider_keys)
         self._usage.grant(role, spec.usage_actions)

@@ -123,9 +123,14 @@ class ImageStorage(Construct):
         *,
         read: Sequence[str] = (),
         write: Sequence[str] = (),
+        delete: Sequence[str] = (),
     ) -> None:
-        """Get/Put on objects under the given key prefixes only (e.g. ``jobs/``)."""
-        for actions, prefixes in (("s3:GetObject", read), ("s3:PutObject", write)):
+        """Get/Put/Delete on objects under the given key prefixes only (e.g. ``jobs/``)."""
+        for actions, prefixes in (
+            ("s3:GetObject", read),
+            ("s3:PutObject", write),
+            ("s3:DeleteObject", delete),
+        ):
             if prefixes:
                 grantee.grant_principal.add_to_principal_policy(
                     iam.PolicyStatement(

@@ -69,7 +69,7 @@ def _grants(synth, handler: str) -> dict[str, set]:
     """S3 action → object key patterns it is allowed on."""
     grants: dict[str, set] = {}
     for statement in _statements(synth, handler):
-        for action in _actions(statement) & {"s3:GetObject", "s3:PutObject"}:
+        for action in _actions(statement) & {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
             grants.setdefault(action, set()).update(_bucket_prefixes(synth, statement))
     return grants
 
@@ -216,10 +216,11 @@ def test_authorizer_in_jwks_mode_has_issuer_audience_and_no_secret(jwks):
     assert not any("Fn::FindInMap" in layer for layer in props["Layers"])
 
 
-def test_generation_may_write_only_customers_and_jobs(synthesized):
+def test_generation_may_write_only_customers_and_jobs_and_delete_only_images(synthesized):
     assert _grants(synthesized, "generation.handler") == {
         "s3:GetObject": {"/customers/*", "/jobs/*"},
         "s3:PutObject": {"/customers/*", "/jobs/*"},
+        "s3:DeleteObject": {"/customers/*"},  # a part-way failure removes what it stored
     }
 
 
@@ -246,7 +247,11 @@ def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys
         ("flux_tasks.poll", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         (
             "flux_tasks.store",
-            {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/customers/*", "/jobs/*"}},
+            {
+                "s3:GetObject": {"/jobs/*"},
+                "s3:PutObject": {"/customers/*", "/jobs/*"},
+                "s3:DeleteObject": {"/customers/*"},
+            },
         ),
         ("flux_tasks.record_failure", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         ("authorizer.handler", {}),

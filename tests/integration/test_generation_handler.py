@@ -9,6 +9,7 @@ import logging
 
 import httpx
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from image_common.errors import InternalError
 from image_service import http as service_http
@@ -203,6 +204,48 @@ def test_an_s3_upload_failure_is_a_502_envelope(generation, lambda_context, sett
     assert answer["success"] is False and answer["code"] == 502
     assert answer["error"]["type"] == "storage_error"
     assert "no-such-bucket" not in answer["error"]["message"]
+
+
+def bucket_keys(s3) -> list[str]:
+    listed = s3.list_objects_v2(Bucket="test-images")
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def fail_on_put(s3, number: int) -> list[str]:
+    """S3 refuses the ``number``-th PutObject (a botocore hook on the service's own client)."""
+    puts: list[str] = []
+
+    def hook(params, **_):
+        puts.append(params["Key"])
+        if len(puts) == number:
+            raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", hook)
+    return puts
+
+
+def test_s3_failing_on_the_second_image_leaves_the_bucket_as_it_was(generation, lambda_context, s3):
+    s3.put_object(Bucket="test-images", Key="customers/123/assets/image/mine.png", Body=b"x")
+    before = bucket_keys(s3)
+    puts = fail_on_put(s3, 2)
+    status, answer, _ = call(generation, http_event(body=request_body(n=2)), lambda_context)
+    assert status == 502 and answer["error"]["type"] == "storage_error"
+    assert len(puts) == 2  # the first image was stored, then removed
+    assert bucket_keys(s3) == before
+
+
+def test_images_that_cannot_be_removed_are_logged_by_key(generation, lambda_context, s3, caplog):
+    puts = fail_on_put(s3, 2)
+
+    def refuse(**_):
+        raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    s3.meta.events.register("before-parameter-build.s3.DeleteObjects", refuse)
+    with caplog.at_level(logging.ERROR):
+        status, _, _ = call(generation, http_event(body=request_body(n=2)), lambda_context)
+    assert status == 502
+    (record,) = [r for r in caplog.records if "were not removed" in r.getMessage()]
+    assert puts[0] in record.keys and puts[1] in record.keys
 
 
 @pytest.mark.parametrize("url", ["https://[::1/a.png", "https://images.example.com:99999/a.png"])

@@ -37,7 +37,7 @@ from image_service.providers.base import (
     SettingWarning,
 )
 from image_service.registry import ModelSpec, ResolvedModel, resolve_model
-from image_service.storage import ImageStore, prompt_hash
+from image_service.storage import ImageStore, StoredImage, prompt_hash
 from image_service.telemetry import record_provider_call
 from image_service.usage import Charge, Limits, UsageLedger
 
@@ -295,7 +295,16 @@ class ImageService:
             "prompt-sha256": prompt_hash(request.prompt),
             "customer-id": str(request.customer_id),
         }
-        images = [self._deliver_one(request, item, metadata, store) for item in result.images]
+        stored = (
+            self.store.store_images(
+                request.customer_id, [item.image for item in result.images], metadata=metadata
+            )
+            if store
+            else [None] * len(result.images)
+        )
+        images = [
+            _delivered(item, where) for item, where in zip(result.images, stored, strict=True)
+        ]
         settings = prepared.provider_request.settings
         data: dict[str, Any] = {
             "image_url": images[0]["image_url"],
@@ -316,20 +325,6 @@ class ImageService:
             data["images"] = images
         return data
 
-    def _deliver_one(self, request, item: GeneratedImage, metadata, store: bool) -> dict:
-        answer: dict[str, Any]
-        if store:
-            stored = self.store.store_image(request.customer_id, item.image, metadata=metadata)
-            answer = {"image_url": stored.url, "image_key": stored.key}
-        else:
-            answer = {"image_url": item.image.to_data_url()}
-        answer["content_type"] = item.image.mime_type
-        if item.revised_prompt:
-            answer["revised_prompt"] = item.revised_prompt
-        if item.seed is not None:
-            answer["seed"] = item.seed
-        return answer
-
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -343,6 +338,20 @@ def usage_ledger_for(settings: ServiceSettings) -> UsageLedger | None:
         monthly_budget_usd=settings.monthly_budget_usd,
     )
     return UsageLedger(settings.usage_table, defaults)
+
+
+def _delivered(item: GeneratedImage, stored: StoredImage | None) -> dict[str, Any]:
+    answer: dict[str, Any]
+    if stored is not None:
+        answer = {"image_url": stored.url, "image_key": stored.key}
+    else:
+        answer = {"image_url": item.image.to_data_url()}
+    answer["content_type"] = item.image.mime_type
+    if item.revised_prompt:
+        answer["revised_prompt"] = item.revised_prompt
+    if item.seed is not None:
+        answer["seed"] = item.seed
+    return answer
 
 
 def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:

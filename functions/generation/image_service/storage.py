@@ -10,14 +10,18 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+from aws_lambda_powertools import Logger
 
 from image_common.errors import InvalidImage, PayloadTooLarge, StorageError
 from image_common.settings import ServiceSettings
 from image_service.images import ImageBytes, image_from_bytes
 
+logger = Logger(child=True)
 _ASSET_KEY = re.compile(
     r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
 )
@@ -70,7 +74,25 @@ class ImageStore:
     def store_image(
         self, customer_id: int, image: ImageBytes, *, metadata: dict[str, str]
     ) -> StoredImage:
-        key = image_key(customer_id, image.extension)
+        (stored,) = self.store_images(customer_id, [image], metadata=metadata)
+        return stored
+
+    def store_images(
+        self, customer_id: int, images: Sequence[ImageBytes], *, metadata: dict[str, str]
+    ) -> list[StoredImage]:
+        """All of a request's images, or none: when one cannot be stored, those already stored
+        are removed before the 502, so a failed request leaves nothing that nobody points to."""
+        keys: list[str] = []
+        try:
+            for image in images:
+                keys.append(image_key(customer_id, image.extension))  # before the put: a put
+                self._put_image(keys[-1], image, metadata)  # that failed late may have landed
+            return [StoredImage(key=key, url=self.url_for(key)) for key in keys]
+        except Exception:
+            self._remove(keys)
+            raise
+
+    def _put_image(self, key: str, image: ImageBytes, metadata: dict[str, str]) -> None:
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -81,7 +103,20 @@ class ImageStore:
             )
         except Exception:  # botocore's errors; the caller sees a 502, never the AWS detail
             raise StorageError("The image could not be stored.") from None
-        return StoredImage(key=key, url=self.url_for(key))
+
+    def _remove(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        try:
+            answer = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )
+            left = [error["Key"] for error in answer.get("Errors", [])]
+        except Exception:
+            left = keys
+        if left:  # the keys (no content, no prompt) so that someone can remove them
+            logger.error("stored images of a failed request were not removed", extra={"keys": left})
 
     def url_for(self, key: str) -> str:
         if self._settings.image_url_mode == "cloudfront":
