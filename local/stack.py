@@ -98,6 +98,7 @@ class LocalStack:
             self._start_s3()
             self._start_dynamodb()
             self._start_emulators()
+            self._trust_local_origins()
             generation, authorizer = self._load_handlers()
             self._ensure_bucket()
             self._ensure_usage_table()
@@ -184,7 +185,6 @@ class LocalStack:
         env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
         env.setdefault("IMAGE_BUCKET", DEFAULT_BUCKET)
         env.setdefault("USAGE_TABLE", DEFAULT_USAGE_TABLE)
-        env["ALLOW_PRIVATE_URLS"] = "true"  # the emulators and moto listen on loopback, over http
         env.setdefault("JOB_RUNNER", "local")  # Flux jobs run in-process, not in Step Functions
         env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
         env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ImageService")
@@ -253,6 +253,19 @@ class LocalStack:
             self.providers.append(
                 ProviderRoute(provider, prefix, target, env.get(f"{prefix}_BASE_URL"))
             )
+
+    def _trust_local_origins(self) -> None:
+        """The production URL guard stays on for everything a caller supplies; only the origins
+        of moto's S3 and of the providers' emulators or base URLs (loopback, plain http) are
+        exempt, so their result URLs and stored images can be fetched."""
+        from image_common.settings import url_origin
+
+        urls = [self.s3_endpoint] + [p.base_url for p in self.providers if p.base_url]
+        origins = {url_origin(url) for url in urls} - {None}
+        configured = os.environ.get("TRUSTED_URL_ORIGINS", "")
+        os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
+            sorted(origins | {o.strip() for o in configured.split(",") if o.strip()})
+        )
 
     def _load_handlers(self) -> tuple[ModuleType, ModuleType]:
         self._reloaded_generation = self._reset_cached_clients(reload_generation=None)

@@ -19,7 +19,6 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "image-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "ALLOW_PRIVATE_URLS": "true",
     }
 )
 for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
@@ -29,12 +28,18 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from image_common.credentials import PROVIDER_ENDPOINTS  # noqa: E402
-from image_common.settings import get_settings  # noqa: E402
+from image_common.settings import get_settings, url_origin  # noqa: E402
 from image_service import http as service_http  # noqa: E402
 from image_service import storage  # noqa: E402
 from image_service.service import ImageService  # noqa: E402
 from image_service.storage import ImageStore  # noqa: E402
 from local.emulators import BASE_PATHS, EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+
+# Only the in-process emulators' origins skip the URL guard (their result URLs are fetched);
+# every other URL goes through it as in AWS. Set before any test reads the settings.
+os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
+    str(url_origin(in_process_base_url(provider))) for provider in EMULATORS
+)
 
 TEST_BUCKET = "test-images"
 PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
@@ -226,10 +231,16 @@ def emulator_over_http(monkeypatch):
         servers.append(emulator.serve())
         monkeypatch.setenv(f"{prefix}_BASE_URL", emulator.base_url + BASE_PATHS[provider])
         monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+        # As the local stack does: the emulator's origin (loopback, http) is exempt from the
+        # URL guard, so its result URLs can be fetched.
+        trusted = os.environ.get("TRUSTED_URL_ORIGINS", "")
+        monkeypatch.setenv("TRUSTED_URL_ORIGINS", f"{trusted},{emulator.base_url}")
+        get_settings.cache_clear()
         service_http.set_http_client(service_http.new_http_client())
         return emulator
 
     yield serve
+    get_settings.cache_clear()
     service_http.set_http_client(None)
     for server in servers:
         server.shutdown()

@@ -8,7 +8,9 @@ provider's real wire protocol and return real image bytes.
 Behaviour switches for tests and demos ride in the prompt, so any client can trigger them:
 ``[moderate]`` → the provider's moderation refusal, ``[rate-limit]`` → 429,
 ``[server-error]`` → 500, ``[garbage]`` → a 200 that is not the expected shape,
-``[slow]`` → the answer waits ``slow_seconds``.
+``[slow]`` → the answer waits ``slow_seconds``. And on every emulator,
+``GET /_emulator/redirect?to=<url>`` answers ``302 Location: <url>``: a redirect from an origin
+the local stack trusts, to prove that the URL guard checks every hop.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from PIL import Image, ImageDraw
 
 TRIGGERS = ("[moderate]", "[rate-limit]", "[server-error]", "[garbage]", "[slow]")
 PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+REDIRECT_PATH = "/_emulator/redirect"
 
 
 @dataclass
@@ -143,6 +146,8 @@ class Emulator:
     def handle(self, request: EmulatorRequest) -> EmulatorResponse:
         with self._lock:
             self.requests.append(request)
+        if request.method == "GET" and request.path == REDIRECT_PATH:
+            return EmulatorResponse(302, headers={"location": request.query.get("to", "/")})
         try:
             return self.route(request)
         except (ValueError, KeyError, TypeError) as exc:

@@ -285,7 +285,7 @@ def test_a_tampered_sample_url_is_a_provider_error(bfl):
 def test_a_sample_url_that_is_not_https_is_refused(bfl, monkeypatch, settings):
     import image_common.settings as settings_module
 
-    strict = settings.model_copy(update={"allow_private_urls": False})
+    strict = settings.model_copy(update={"trusted_url_origins": ""})
     monkeypatch.setattr(settings_module, "get_settings", lambda: strict)
     url = ready_sample(bfl).replace("https://", "http://")
     with pytest.raises(ProviderError, match="https"):

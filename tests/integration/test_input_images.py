@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from image_common.errors import InvalidImage, PayloadTooLarge, ProviderTimeout
+from image_common.settings import url_origin
 from image_service import http as service_http
 from image_service.inputs import load_input_image
 from image_service.models import parse_request
@@ -72,8 +73,9 @@ def dns(monkeypatch):
 
 @pytest.fixture
 def production(settings):
-    """What a deployed function runs with: no private URLs (the test env allows them)."""
-    return settings.model_copy(update={"allow_private_urls": False})
+    """What a deployed function runs with: no trusted origins (the test env trusts the
+    in-process emulators)."""
+    return settings.model_copy(update={"trusted_url_origins": ""})
 
 
 def load(reference: str, settings, store: ImageStore | None = None, customer_id: int = 123):
@@ -305,7 +307,7 @@ def test_only_https_is_fetched(web, dns, production, url):
     with pytest.raises(InvalidImage):
         load(url, production)  # non-http schemes are not URLs here: they fail as asset keys
     with pytest.raises(InvalidImage, match="must be https"):
-        service_http.download(url, max_bytes=1024, allow_private=False)
+        service_http.download(url, max_bytes=1024)
     assert web.requests == []
 
 
@@ -317,11 +319,11 @@ def test_only_https_is_fetched(web, dns, production, url):
         "https://[::1/a.png",  # unclosed IPv6 literal
     ],
 )
-@pytest.mark.parametrize("allow_private", [False, True])
-def test_a_malformed_url_is_a_400_not_a_crash(web, dns, production, url, allow_private):
+@pytest.mark.parametrize("trusted", ["", "https://images.example.com"])
+def test_a_malformed_url_is_a_400_not_a_crash(web, dns, production, url, trusted):
     dns["images.example.com"] = [PUBLIC_ADDRESS]
     with pytest.raises(InvalidImage):
-        load(url, production.model_copy(update={"allow_private_urls": allow_private}))
+        load(url, production.model_copy(update={"trusted_url_origins": trusted}))
     assert web.requests == []
 
 
@@ -330,6 +332,40 @@ def test_a_host_name_dns_cannot_encode_is_a_400(web, production):
     with pytest.raises(InvalidImage, match="could not be resolved"):
         load(f"https://{'a' * 70}.example.com/a.png", production)
     assert web.requests == []
+
+
+# --- trusted origins (the local stack's emulators and moto): exempt by exact origin only ---------
+
+
+def test_a_trusted_origin_is_fetched_over_http_on_loopback(web, dns, production):
+    web.routes["http://127.0.0.1:9000/a.png"] = httpx.Response(200, content=PNG)
+    assert load("http://127.0.0.1:9000/a.png", trusting(production, "http://127.0.0.1:9000")).data
+    assert len(web.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9001/a.png",  # another port
+        "http://localhost:9000/a.png",  # another host name for the same address
+        "https://127.0.0.1:9000/a.png",  # another scheme
+        "http://2130706433:9000/a.png",  # 127.0.0.1 as a decimal number
+    ],
+)
+def test_only_the_exact_trusted_origin_is_exempt(web, dns, production, url):
+    web.routes[url] = httpx.Response(200, content=PNG)
+    with pytest.raises(InvalidImage):
+        load(url, trusting(production, "http://127.0.0.1:9000"))
+    assert web.requests == []
+
+
+def test_a_redirect_from_a_trusted_origin_to_a_private_address_is_refused(web, dns, production):
+    web.routes["http://127.0.0.1:9000/a.png"] = httpx.Response(
+        302, headers={"location": "https://169.254.169.254/latest/meta-data/"}
+    )
+    with pytest.raises(InvalidImage, match="private or reserved address"):
+        load("http://127.0.0.1:9000/a.png", trusting(production, "http://127.0.0.1:9000"))
+    assert [str(r.url) for r in web.requests] == ["http://127.0.0.1:9000/a.png"]
 
 
 def test_a_redirect_to_a_private_address_is_refused(web, dns, production):
@@ -392,7 +428,7 @@ def test_too_many_redirects_is_a_400(web, dns, production):
 def test_a_private_input_url_stops_the_request_before_the_provider_is_called(
     service_with, emulators, dns
 ):
-    service = service_with(allow_private_urls=False)
+    service = service_with(trusted_url_origins="")
     dns["intranet.example.com"] = ["192.168.0.10"]
     with pytest.raises(InvalidImage) as caught:
         generate(service, model="grok", input_images=["https://intranet.example.com/cat.png"])
@@ -450,18 +486,28 @@ def provider_image(data: bytes):
 PNG_BYTES = image_bytes("png", 16, 16)
 
 
+class FakeClock:
+    """The service's clock, moved by hand: time spent is an input, not a wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def slow_image_server():
-    """An image URL on loopback that answers after a delay (seconds, set by the test)."""
+    """An image URL on loopback whose answer costs the request ``delay`` seconds of its clock."""
     import threading
-    import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     delay = {"seconds": 0.0}
+    clock = FakeClock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            time.sleep(delay["seconds"])
+            clock.now += delay["seconds"]
             self.send_response(200)
             self.send_header("content-type", "image/png")
             self.send_header("content-length", str(len(PNG_BYTES)))
@@ -474,32 +520,40 @@ def slow_image_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     service_http.set_http_client(service_http.new_http_client())
-    yield f"http://127.0.0.1:{server.server_address[1]}/in.png", delay
+    yield f"http://127.0.0.1:{server.server_address[1]}/in.png", delay, clock
     service_http.set_http_client(None)
     server.shutdown()
     server.server_close()
 
 
+def trusting(settings, url: str):
+    """Settings that exempt the loopback test server's origin from the URL guard."""
+    return settings.model_copy(update={"trusted_url_origins": url_origin(url)})
+
+
 def test_time_spent_fetching_inputs_is_taken_from_the_providers_time(
     settings, s3, slow_image_server
 ):
-    url, delay = slow_image_server
+    url, delay, clock = slow_image_server
     delay["seconds"] = 0.4
     provider = RecordingProvider()
-    service = ImageService(settings, ImageStore(settings), provider_for=lambda name: provider)
+    service = ImageService(
+        trusting(settings, url), ImageStore(settings), provider_for=lambda _: provider, clock=clock
+    )
     request = parse_request(request_body(input_images=[url]))
     service.generate(request, caller=Caller.trusted(), timeout_seconds=3.0)
-    (left,) = provider.timeouts
-    assert 1.0 < left <= 2.65  # 3 s for the request, 0.4 s of it spent on the download
+    assert provider.timeouts == [pytest.approx(2.6)]  # 3 s for the request, 0.4 s downloading
 
 
 def test_inputs_that_use_up_the_requests_time_are_a_504_before_any_provider_call(
     settings, s3, slow_image_server
 ):
-    url, delay = slow_image_server
+    url, delay, clock = slow_image_server
     delay["seconds"] = 0.8
     provider = RecordingProvider()
-    service = ImageService(settings, ImageStore(settings), provider_for=lambda name: provider)
+    service = ImageService(
+        trusting(settings, url), ImageStore(settings), provider_for=lambda _: provider, clock=clock
+    )
     request = parse_request(request_body(input_images=[url]))
     with pytest.raises(ProviderTimeout) as caught:
         service.generate(request, caller=Caller.trusted(), timeout_seconds=1.5)

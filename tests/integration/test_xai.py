@@ -170,8 +170,8 @@ def test_a_url_answer_is_downloaded_without_the_key(image_service, emulators, s3
 
 
 def _guarded_settings(monkeypatch, address: str):
-    """Production settings (no private URLs) and a DNS answer for the emulator's host."""
-    custom = common_settings.get_settings().model_copy(update={"allow_private_urls": False})
+    """Production settings (no trusted origins) and a DNS answer for the emulator's host."""
+    custom = common_settings.get_settings().model_copy(update={"trusted_url_origins": ""})
     monkeypatch.setattr(common_settings, "get_settings", lambda: custom)
     real = socket.getaddrinfo
 

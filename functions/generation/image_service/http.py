@@ -25,6 +25,7 @@ from image_common.errors import (
     ProviderRateLimited,
     ProviderTimeout,
 )
+from image_common.settings import url_origin
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 DOWNLOAD_TIMEOUT_SECONDS = 15.0
@@ -124,18 +125,19 @@ def json_or_error(provider: str, response: httpx.Response) -> dict:
 # --- downloads of URLs we did not choose --------------------------------------------------------
 
 
-def check_public_url(url: str, *, allow_private: bool) -> None:
-    """Refuse anything but https to a public address (SSRF guard); http too when allowed."""
+def check_public_url(url: str, *, trusted_origins: frozenset[str] = frozenset()) -> None:
+    """Refuse anything but https to a public address (SSRF guard). Only a URL whose origin is
+    one of ``trusted_origins`` (the local stack's emulators and moto, by exact origin) skips it.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port that is not a number in 0–65535
     except ValueError:
         raise InvalidImage("The image URL is not a valid URL.") from None
-    allowed_schemes = ("https", "http") if allow_private else ("https",)
-    if parts.scheme not in allowed_schemes or not parts.hostname:
-        raise InvalidImage("Image URLs must be https URLs.")
-    if allow_private:
+    if trusted_origins and url_origin(url) in trusted_origins:
         return
+    if parts.scheme != "https" or not parts.hostname:
+        raise InvalidImage("Image URLs must be https URLs.")
     try:
         infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):  # UnicodeError: a label IDNA cannot encode
@@ -150,7 +152,7 @@ def download(
     url: str,
     *,
     max_bytes: int,
-    allow_private: bool,
+    trusted_origins: frozenset[str] = frozenset(),
     timeout_seconds: float = DOWNLOAD_TIMEOUT_SECONDS,
     what: str = "image",
     error: type[ImageServiceError] = InvalidImage,
@@ -165,7 +167,7 @@ def download(
     deadline = time.monotonic() + timeout_seconds
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            check_public_url(url, allow_private=allow_private)
+            check_public_url(url, trusted_origins=trusted_origins)
         except InvalidImage as refused:
             if error is InvalidImage:
                 raise

@@ -25,7 +25,7 @@ def load_input_image(
         data = download(
             reference,
             max_bytes=limit,
-            allow_private=settings.allow_private_urls,
+            trusted_origins=settings.trusted_origins,
             timeout_seconds=min(DOWNLOAD_TIMEOUT_SECONDS, timeout_seconds),
             what=what,
         )

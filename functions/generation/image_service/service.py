@@ -82,10 +82,12 @@ class ImageService:
         provider_for: Callable[[str], ImageProvider] = get_image_provider,
         job_runner: JobRunner | None = None,
         usage: UsageLedger | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider_for = provider_for
+        self.clock = clock  # seconds, for a request's deadline; tests move it by hand
         self._job_runner = job_runner
         self._jobs: JobService | None = None
         self.usage = usage if usage is not None else usage_ledger_for(settings)
@@ -112,7 +114,7 @@ class ImageService:
     ) -> PreparedGeneration:
         """Resolve, fit and load the inputs. ``timeout_seconds`` is the whole request's time:
         what fetching input images uses, the provider call does not get again."""
-        deadline = time.monotonic() + timeout_seconds
+        deadline = self.clock() + timeout_seconds
         resolved = resolve_model(
             request.image.model, enabled_retired=self.settings.retired_models_enabled
         )
@@ -124,7 +126,7 @@ class ImageService:
             references.append((image.mask, "mask"))
         loaded = self._load_inputs(request.customer_id, references, deadline)
         inputs, mask = (loaded[:-1], loaded[-1]) if image.mask else (loaded, None)
-        remaining = deadline - time.monotonic()
+        remaining = deadline - self.clock()
         if references and remaining < MIN_PROVIDER_SECONDS:
             raise ProviderTimeout("Fetching the input images used up the time for this request.")
         provider_request = ProviderRequest(
@@ -148,7 +150,7 @@ class ImageService:
                 store=self.store,
                 settings=self.settings,
                 what=what,
-                timeout_seconds=max(0.0, deadline - time.monotonic()),
+                timeout_seconds=max(0.0, deadline - self.clock()),
             )
             total += len(image.data)
             if total > self.settings.max_input_images_total_bytes:
@@ -179,7 +181,7 @@ class ImageService:
             if not wait_for_job:
                 return job.accepted()
             return final_answer(self.jobs.wait(job, timeout_seconds=timeout_seconds))
-        started = time.monotonic()
+        started = self.clock()
         try:
             result = self.run_provider(prepared.provider_request)
         except BaseException:
@@ -193,7 +195,7 @@ class ImageService:
                 "provider": prepared.model.provider,
                 "model": prepared.model.id,
                 "images": len(result.images),
-                "provider_ms": round((time.monotonic() - started) * 1000),
+                "provider_ms": round((self.clock() - started) * 1000),
                 "customer_id": request.customer_id,
             },
         )

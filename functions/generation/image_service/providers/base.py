@@ -151,7 +151,7 @@ def download_provider_image(url: str, provider: str) -> ImageBytes:
         data = download(
             url,
             max_bytes=RESULT_DOWNLOAD_LIMIT,
-            allow_private=common_settings.get_settings().allow_private_urls,
+            trusted_origins=common_settings.get_settings().trusted_origins,
             what=f"{provider} provider's image",
             error=ProviderError,
         )

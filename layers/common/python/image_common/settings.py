@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from functools import cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -36,8 +37,10 @@ class ServiceSettings(BaseModel):
     max_input_images_total_bytes: int = Field(default=25 * MiB, gt=0)
     # Lambda's synchronous response limit is 6 MB; keep room for the envelope and headers.
     max_response_bytes: int = Field(default=6 * 1000 * 1000 - 64 * 1024, gt=0)
-    # Local stack and tests only: let URL fetches reach loopback/private addresses over http.
-    allow_private_urls: bool = False
+    # Local stack and tests only: origins (scheme://host:port, comma list) that URL fetches may
+    # reach although the public-URL guard would refuse them — the emulators and moto's S3.
+    # Everything else a caller or a provider supplies goes through the guard, as in AWS.
+    trusted_url_origins: str = ""
     # Retired models this deployment's provider accounts still serve (comma list).
     enabled_retired_models: str = ""
 
@@ -60,9 +63,37 @@ class ServiceSettings(BaseModel):
             raise ValueError("IMAGE_CDN_DOMAIN is required when IMAGE_URL_MODE=cloudfront")
         return self
 
+    @model_validator(mode="after")
+    def _origins_are_origins(self) -> ServiceSettings:
+        for item in filter(None, (o.strip() for o in self.trusted_url_origins.split(","))):
+            parts = urlsplit(item)
+            if url_origin(item) is None or parts.path not in ("", "/") or parts.query:
+                raise ValueError(f"TRUSTED_URL_ORIGINS: {item!r} is not scheme://host[:port]")
+        return self
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """The normalised origins of ``trusted_url_origins``."""
+        origins = (url_origin(o.strip()) for o in self.trusted_url_origins.split(",") if o.strip())
+        return frozenset(o for o in origins if o)
+
     @property
     def retired_models_enabled(self) -> frozenset[str]:
         return frozenset(m.strip().lower() for m in self.enabled_retired_models.split(",") if m)
+
+
+def url_origin(url: str) -> str | None:
+    """``scheme://host:port`` of a URL, lower-cased, the default port written out; None when
+    the URL has no host or a bad port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host.lower()}:{port}"
 
 
 class ConfigurationError(RuntimeError):
