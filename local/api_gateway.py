@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -400,8 +401,26 @@ class HttpApiGateway:
 
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "local-api-gateway"
     gateway: HttpApiGateway
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # As API Gateway: a Date header, no Server banner (http.server's names Python's version).
+        self.send_response_only(code, message)
+        self.send_header("date", self.date_time_string())
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server refuses before a request reaches the gateway (a method HTTP APIs do
+        not route, header fields or a URI over the limits, a malformed request line) answered
+        as the gateway answers everything of its own: ``{"message": …}`` JSON, not an HTML page.
+        """
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        if self.request_version == "HTTP/0.9":  # an unreadable request line: still a status line
+            self.request_version = "HTTP/1.1"
+        self._log(code, time.monotonic())
+        self._send(GatewayResponse.message((code, phrase)), close=True)
 
     def handle_expect_100(self) -> bool:
         # Refuse an oversized upload before the client sends it (curl asks for large bodies).
@@ -447,8 +466,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         # Never the query string or a header: they can carry tokens.
         logger.info(
             "%s %s %d %.0fms",
-            self.command,
-            urlsplit(self.path).path,
+            self.command or "-",
+            urlsplit(getattr(self, "path", "") or "").path or "-",
             status,
             (time.monotonic() - started) * 1000,
         )

@@ -5,6 +5,7 @@ result (or failure) into the HTTP answer. The real handlers are covered in test_
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -311,3 +312,61 @@ def test_one_log_line_per_request_without_headers_or_query(gateway, caplog):
     assert len(lines) == 1
     assert lines[0].startswith("GET /things/1 200 ") and lines[0].endswith("ms")
     assert "query-secret" not in caplog.text and "Bearer" not in caplog.text
+
+
+def raw_exchange(gw: HttpApiGateway, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client to tidy them up); the status, headers and body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(gw.base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):  # each of these answers closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
+    [
+        (b"PROPFIND /things HTTP/1.1\r\nHost: x\r\n\r\n", 501, "Not Implemented"),
+        (b"TRACE /things HTTP/1.1\r\nHost: x\r\n\r\n", 501, "Not Implemented"),
+        (b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+         431, "Request Header Fields Too Large"),
+        (b"GET /things HTTP/1.1\r\nHost: x\r\n" + b"X-Many: 1\r\n" * 120 + b"\r\n",
+         431, "Request Header Fields Too Large"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "Request-URI Too Long"),
+        (b"GARBAGE\r\n\r\n", 400, "Bad Request"),
+        (b"GET /things HTTP/9.9\r\nHost: x\r\n\r\n", 505, "HTTP Version Not Supported"),
+    ],
+)  # fmt: skip
+def test_what_the_http_server_refuses_is_answered_as_json_like_the_gateway(
+    gateway, request_bytes, status, message
+):
+    gw, integration, authorizer, _ = gateway
+    answered, headers, body = raw_exchange(gw, request_bytes)
+    assert answered == status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"message": message}
+    assert "server" not in headers
+    assert integration.events == [] and authorizer.events == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/open", {}),  # the integration's answer
+        ("GET", "/nowhere", {}),  # the gateway's own 404
+        ("POST", "/things", {}),  # 401 before the authorizer
+    ],
+)
+def test_no_answer_carries_a_server_banner(gateway, method, path, headers):
+    _, _, _, client = gateway
+    response = client.request(method, path, headers=headers)
+    assert "server" not in response.headers
+    assert response.headers["date"]
