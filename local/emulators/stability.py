@@ -12,6 +12,7 @@ CONTENT_FILTERED`` (a blurred image), ``[not-image]`` → a 200 whose bytes are 
 from __future__ import annotations
 
 import base64
+import secrets
 import uuid
 
 from local.emulators.base import (
@@ -111,7 +112,8 @@ class StabilityEmulator(Emulator):
             )
 
         fmt = fields.get("output_format", "png")
-        seed = int(float(fields.get("seed", "0"))) or 1_234_567
+        # 0 or none: a fresh seed per call, as Stability does — n calls give n different images.
+        seed = int(float(fields.get("seed", "0"))) or secrets.randbelow(MAX_SEED) + 1
         filtered = "[filtered]" in prompt
         width, height = ratio_size(fields.get("aspect_ratio", "1:1"))
         image = (

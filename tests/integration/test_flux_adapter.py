@@ -248,6 +248,21 @@ def test_a_refused_poll_is_a_provider_error(emulators):
 # --- the sample -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("model", "body", "size"),
+    [
+        ("flux-dev", {"width": 768, "height": 512}, (768, 512)),
+        ("flux-pro-1.1", {"width": 1440, "height": 256}, (1440, 256)),
+        ("flux-pro-1.1-ultra", {"aspect_ratio": "16:9"}, (1024, 576)),
+        ("flux-kontext-pro", {"aspect_ratio": "9:21"}, (438, 1024)),
+    ],
+)
+def test_the_sample_has_the_size_or_shape_that_was_asked_for(bfl, model, body, size):
+    submission = flux.submit(model, {"prompt": "a fox [polls=0]", **body})
+    sample = flux.poll(submission.task_id, submission.polling_url).sample_url
+    assert Image.open(io.BytesIO(flux.fetch_sample(sample).data)).size == size
+
+
 def ready_sample(bfl, output_format: str = "png") -> str:
     body = {"prompt": "a fox [polls=0]", "output_format": output_format}
     submission = flux.submit("flux-dev", body)
@@ -257,7 +272,7 @@ def ready_sample(bfl, output_format: str = "png") -> str:
 def test_the_sample_is_downloaded_without_the_x_key_header(bfl):
     image = flux.fetch_sample(ready_sample(bfl, "jpeg"))
     assert image.mime_type == "image/jpeg"
-    assert Image.open(io.BytesIO(image.data)).size == (512, 512)
+    assert Image.open(io.BytesIO(image.data)).size == (1024, 768)  # flux-dev's default size
     download = bfl.requests[-1]
     assert download.path.startswith("/delivery/")
     assert "x-key" not in download.headers and "authorization" not in download.headers

@@ -340,6 +340,17 @@ def test_n_images_are_n_parallel_calls_with_distinct_seeds_all_stored(image_serv
     assert data["cost_usd"] == pytest.approx(3 * 0.065)
 
 
+def test_n_images_without_a_seed_are_n_different_images_with_their_own_seeds(
+    image_service, emulators, s3
+):
+    data = generate(image_service, model="sd3.5-large", n=3)
+    assert all("seed" not in sent(emulators, i)[1] for i in range(3))  # the provider picks
+    seeds = [image["seed"] for image in data["images"]]
+    assert len(set(seeds)) == 3
+    bodies = {stored(s3, image["image_key"])[0] for image in data["images"]}
+    assert len(bodies) == 3
+
+
 # --- the local stack's way: the emulator over real HTTP on loopback -------------------------------
 
 
