@@ -84,7 +84,6 @@ class LocalStack:
         self._moto: Any = None
         self._gateway: HttpApiGateway | None = None
         self._saved_environ: dict[str, str] | None = None
-        self._reloaded_generation = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -168,8 +167,9 @@ class LocalStack:
             os.environ.clear()
             os.environ.update(self._saved_environ)
             self._saved_environ = None
-            self._reset_cached_clients(reload_generation=self._reloaded_generation)
-            self._reloaded_generation = False
+            # Reload when the settings it read differ from the restored environment — also when
+            # the stack imported it first: its module-level settings are the stack's otherwise.
+            self._reset_cached_clients()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -268,7 +268,7 @@ class LocalStack:
         )
 
     def _load_handlers(self) -> tuple[ModuleType, ModuleType]:
-        self._reloaded_generation = self._reset_cached_clients(reload_generation=None)
+        self._reset_cached_clients()
         return importlib.import_module("generation"), importlib.import_module("authorizer")
 
     def _ensure_bucket(self) -> None:
@@ -308,10 +308,11 @@ class LocalStack:
         )
 
     @staticmethod
-    def _reset_cached_clients(*, reload_generation: bool | None) -> bool:
-        """Drop what the handler modules cached from an earlier environment (a test session may
-        have imported them already). ``reload_generation=None``: reload only if its settings
-        differ from the current environment's. Returns whether it reloaded."""
+    def _reset_cached_clients() -> None:
+        """Drop what the handler modules cached from another environment: at start (a test
+        session may have imported them already) and at stop (the stack may have imported them
+        first). The generation module read its settings at import: reloaded when they differ,
+        forgotten when this environment has none (the next import then says what is wrong)."""
         from image_common.settings import get_settings
         from image_service import http, storage, usage
 
@@ -324,17 +325,16 @@ class LocalStack:
             authorizer.current_verifier.cache_clear()
         generation = sys.modules.get("generation")
         if generation is None:
-            return False
-        if reload_generation is None:
-            try:
-                reload_generation = generation.settings != get_settings()
-            except Exception:
-                reload_generation = True
-        if reload_generation:
+            return
+        try:
+            stale = generation.settings != get_settings()
+        except Exception:  # e.g. no IMAGE_BUCKET once make dev's environment is put back
+            sys.modules.pop("generation")
+            return
+        if stale:
             importlib.reload(generation)
         else:
             generation.image_service.cache_clear()
-        return reload_generation
 
 
 def _add_lambda_code_paths() -> None:
