@@ -67,6 +67,8 @@ class _Spec:
     write_prefixes: tuple[str, ...] = ()
     # Where it may delete: the images a request stored before it failed part-way (no orphans).
     delete_prefixes: tuple[str, ...] = ()
+    # Keys it hands out as presigned GET URLs (presigned mode): S3 checks the signer's GetObject.
+    presign_prefixes: tuple[str, ...] = ()
     reads_provider_keys: tuple[str, ...] = ()  # provider names
     reads_jwt_secret: bool = False
     usage_actions: tuple[str, ...] = ()  # DynamoDB item actions on the usage table
@@ -162,7 +164,8 @@ class ServiceFunctions(Construct):
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),
-                reads_provider_keys=tuple(PROVIDERS),
+                # Flux runs as a job: its calls are the workflow tasks' (the IAM probe checks).
+                reads_provider_keys=tuple(p for p in PROVIDERS if p != FLUX),
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
                 environment={
                     **service_env,
@@ -209,6 +212,7 @@ class ServiceFunctions(Construct):
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),
+                presign_prefixes=(IMAGES_PREFIX,),  # the finished job's image URL
                 usage_actions=SETTLES_USAGE,
                 environment=service_env,  # downloads the result URL: no key
             ),
@@ -341,12 +345,22 @@ class ServiceFunctions(Construct):
         self.aliases[spec.id] = lambda_.Alias(
             scope, "Live", alias_name=LIVE_ALIAS, version=function.current_version
         )
+        presign = spec.presign_prefixes if self._settings.image_url.mode == "presigned" else ()
         self._storage.grant_object_access(
-            role, read=spec.read_prefixes, write=spec.write_prefixes, delete=spec.delete_prefixes
+            role,
+            read=spec.read_prefixes,
+            write=spec.write_prefixes,
+            delete=spec.delete_prefixes,
+            presign=presign,
         )
         self._storage.acknowledge_prefix_wildcards(
             role,
-            sorted(set(spec.read_prefixes) | set(spec.write_prefixes) | set(spec.delete_prefixes)),
+            sorted(
+                set(spec.read_prefixes)
+                | set(spec.write_prefixes)
+                | set(spec.delete_prefixes)
+                | set(presign)
+            ),
         )
         self._secrets.allow_reading_provider_keys(role, spec.reads_provider_keys)
         self._usage.grant(role, spec.usage_actions)

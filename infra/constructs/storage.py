@@ -124,10 +124,14 @@ class ImageStorage(Construct):
         read: Sequence[str] = (),
         write: Sequence[str] = (),
         delete: Sequence[str] = (),
+        presign: Sequence[str] = (),
     ) -> None:
-        """Get/Put/Delete on objects under the given key prefixes only (e.g. ``jobs/``)."""
+        """Get/Put/Delete on objects under the given key prefixes only (e.g. ``jobs/``).
+        ``presign``: GetObject only, for presigned URLs the function hands out (it never reads
+        them, so no ListBucket either)."""
+        signed = [p for p in presign if p not in read]
         for actions, prefixes in (
-            ("s3:GetObject", read),
+            ("s3:GetObject", [*read, *signed]),
             ("s3:PutObject", write),
             ("s3:DeleteObject", delete),
         ):
@@ -140,9 +144,13 @@ class ImageStorage(Construct):
                 )
         if read:
             # Without ListBucket, S3 answers a missing key with 403 instead of 404, and an
-            # unknown job would look like a storage failure. It lists key names, not content.
+            # unknown job would look like a storage failure. Only under the prefixes it reads.
             grantee.grant_principal.add_to_principal_policy(
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[self.bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in read]}},
+                )
             )
 
     def acknowledge_prefix_wildcards(self, scope: Construct, prefixes: Sequence[str]) -> None:

@@ -236,7 +236,9 @@ def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys
     reads = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
     assert {a for s in reads for a in _actions(s)} == {"secretsmanager:GetSecretValue"}
     assert sorted((json.dumps(r) for s in reads for r in _resources(s))) == sorted(
-        json.dumps(stack.resolve(secret.secret_arn)) for secret in secrets.values()
+        json.dumps(stack.resolve(secret.secret_arn))
+        for provider, secret in secrets.items()
+        if provider != "flux"  # Flux runs as a job: the workflow's tasks call it
     )
 
 
@@ -245,10 +247,10 @@ def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys
     [
         ("flux_tasks.submit", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
         ("flux_tasks.poll", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
-        (
+        (  # GetObject on customers/*: the presigned URL of the image it stores
             "flux_tasks.store",
             {
-                "s3:GetObject": {"/jobs/*"},
+                "s3:GetObject": {"/customers/*", "/jobs/*"},
                 "s3:PutObject": {"/customers/*", "/jobs/*"},
                 "s3:DeleteObject": {"/customers/*"},
             },
@@ -353,3 +355,16 @@ def test_every_function_publishes_a_version_behind_a_live_alias(synthesized):
         assert props["Name"] == "live"
         version_id = props["FunctionVersion"]["Fn::GetAtt"][0]
         assert versions[version_id]["Properties"]["FunctionName"] == props["FunctionName"]
+
+
+def test_list_bucket_is_limited_to_the_prefixes_a_function_reads(dev, prod):
+    expected = {
+        "generation.handler": ["customers/*", "jobs/*"],
+        "flux_tasks.store": ["jobs/*"],  # it presigns customers/*, and never lists them
+        "flux_tasks.poll": ["jobs/*"],
+    }
+    for handler, prefixes in expected.items():
+        (listing,) = [s for s in _statements(dev, handler) if "s3:ListBucket" in _actions(s)]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": prefixes}}, handler
+    # CloudFront URLs are not signed by the function: no GetObject on customers/* for store
+    assert _grants(prod, "flux_tasks.store")["s3:GetObject"] == {"/jobs/*"}

@@ -1,0 +1,489 @@
+"""The dynamic IAM probe: run every entry point under moto as Lambda would run it (the
+environment its template gives it, its provider keys from Secrets Manager), record every AWS
+call it makes, and compare with what its role is granted in the synthesized template — both
+ways: no call ungranted, no grant unused.
+
+Recording: a botocore ``before-parameter-build`` hook on every client created during the run
+(it sees real calls and presigned URLs alike — a presigned GET is a ``s3:GetObject`` of the
+signer's); an ``after-call`` hook turns a ``NoSuchKey`` into the ``s3:ListBucket`` on that key
+S3 requires to answer 404 rather than 403; a DynamoDB transaction counts as each of its items'
+actions (that is how IAM authorises it); the authorizer's secret read through the Lambda
+extension is recorded by a stand-in extension on localhost. CloudWatch Logs and X-Ray grants
+are the runtime's, not the code's, and are left out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import botocore.session
+import jwt
+import pytest
+from moto import mock_aws
+
+from image_common.provider_identity import PROVIDERS
+from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url
+from tests.conftest import PROVIDER_KEYS, http_event, request_body
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+BUCKET, TABLE = "probe-images", "probe-usage"
+JWT_SECRET = "probe-jwt-secret-0123456789abcdef-0123456789"
+RUNTIME_ONLY = ("logs:", "xray:")
+TRANSACTION_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    action: str
+    resource: str
+    prefix: str | None = None  # s3:ListBucket's s3:prefix
+
+
+@dataclass
+class Recorder:
+    calls: list[Call] = field(default_factory=list)
+
+    def before(self, params, model, context, event_name, **_):
+        service = event_name.split(".")[1]
+        context["probe_params"] = params
+        self.calls += list(_as_calls(service, model.name, params))
+
+    def after(self, parsed, model, context, event_name, **_):
+        error = (parsed or {}).get("Error", {}).get("Code")
+        if model.name == "GetObject" and error in ("NoSuchKey", "404"):
+            params = context.get("probe_params", {})
+            bucket = f"arn:aws:s3:::{params['Bucket']}"
+            self.calls.append(Call("s3:ListBucket", bucket, prefix=params["Key"]))
+
+
+def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
+    if service == "s3":
+        action = {"HeadObject": "GetObject"}.get(operation, operation)
+        if operation in ("ListObjects", "ListObjectsV2"):
+            return [
+                Call("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", ""))
+            ]
+        return [Call(f"s3:{action}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
+    if service == "dynamodb":
+        if operation == "TransactWriteItems":
+            return [
+                Call(f"dynamodb:{TRANSACTION_ACTIONS[kind]}", _table_arn(body["TableName"]))
+                for item in params["TransactItems"]
+                for kind, body in item.items()
+            ]
+        return [Call(f"dynamodb:{operation}", _table_arn(params["TableName"]))]
+    if service == "secrets-manager":
+        return [Call(f"secretsmanager:{operation}", params["SecretId"])]
+    if service == "sfn":
+        return [Call(f"states:{operation}", params["stateMachineArn"])]
+    return [Call(f"{service}:{operation}", "*")]
+
+
+def _table_arn(name: str) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+
+# --- the template, resolved against the probe's resources ---------------------------------------
+
+
+class Resolver:
+    """CloudFormation intrinsics → the concrete names of the probe's moto resources."""
+
+    def __init__(self, values: dict[tuple[str, str], str]) -> None:
+        self.values = values | {
+            ("AWS::Partition", "Ref"): "aws",
+            ("AWS::Region", "Ref"): REGION,
+            ("AWS::AccountId", "Ref"): ACCOUNT,
+            ("AWS::URLSuffix", "Ref"): "amazonaws.com",
+        }
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if "Ref" in value:
+            return self.values.get((value["Ref"], "Ref"), f"unresolved:{value['Ref']}")
+        if "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            return self.values.get((logical_id, attribute), f"unresolved:{logical_id}")
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return separator.join(str(self(p)) for p in parts)
+        return {k: self(v) for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class Grant:
+    action: str
+    resource: str
+    prefixes: tuple[str, ...] | None = None  # StringLike s3:prefix, when conditioned
+
+    def allows(self, call: Call) -> bool:
+        if not fnmatch.fnmatchcase(call.action, self.action):
+            return False
+        if not fnmatch.fnmatchcase(call.resource, self.resource):
+            return False
+        if self.prefixes is None:
+            return True
+        return call.prefix is not None and any(
+            fnmatch.fnmatchcase(call.prefix, p) for p in self.prefixes
+        )
+
+
+def grants_of(synth, handler: str, resolve: Resolver) -> list[Grant]:
+    functions = synth.resources("AWS::Lambda::Function")
+    (props,) = [
+        r["Properties"] for r in functions.values() if r["Properties"]["Handler"] == handler
+    ]
+    role_id = props["Role"]["Fn::GetAtt"][0]
+    grants = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = _as_list(statement["Action"])
+            if all(a.startswith(RUNTIME_ONLY) for a in actions):
+                continue
+            condition = statement.get("Condition", {})
+            assert set(condition) <= {"StringLike"}, statement
+            prefixes = condition.get("StringLike", {}).get("s3:prefix")
+            for action in actions:
+                for resource in _as_list(resolve(statement["Resource"])):
+                    grants.append(
+                        Grant(action, resource, tuple(_as_list(prefixes)) if prefixes else None)
+                    )
+    return grants
+
+
+def environment_of(synth, handler: str, resolve: Resolver) -> dict[str, str]:
+    functions = synth.resources("AWS::Lambda::Function")
+    (props,) = [
+        r["Properties"] for r in functions.values() if r["Properties"]["Handler"] == handler
+    ]
+    return {k: str(resolve(v)) for k, v in props["Environment"]["Variables"].items()}
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+class FakeSecretsExtension:
+    """The Parameters and Secrets extension's HTTP API, recording what it is asked for."""
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.asked: list[str] = []
+        probe = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                secret_id = parse_qs(urlsplit(self.path).query)["secretId"][0]
+                probe.asked.append(secret_id)
+                body = json.dumps({"SecretString": secrets[secret_id]}).encode()
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def probe(dev, monkeypatch):
+    """moto with the stack's resources, the emulators, a recorder on every new botocore client,
+    and ``run(handler)`` that sets that function's environment and clears per-container caches."""
+    from aws_lambda_powertools.utilities.parameters import base as parameters
+
+    from image_service import http as service_http
+    from image_service import job_runners, storage, usage
+
+    recorder = Recorder()
+    create_client = botocore.session.Session.create_client
+
+    def recording_client(self, *args, **kwargs):
+        client = create_client(self, *args, **kwargs)
+        client.meta.events.register("before-parameter-build", recorder.before)
+        client.meta.events.register("after-call", recorder.after)
+        return client
+
+    stack = dev.stack
+    logical = dev.logical_id
+    with mock_aws():
+        values: dict[tuple[str, str], str] = {}
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        bucket = logical(stack.node.find_child("Storage").bucket)
+        values |= {(bucket, "Ref"): BUCKET, (bucket, "Arn"): f"arn:aws:s3:::{BUCKET}"}
+        _create_table()
+        table = logical(stack.node.find_child("Usage").table)
+        values |= {(table, "Ref"): TABLE, (table, "Arn"): _table_arn(TABLE)}
+        secrets_client = boto3.client("secretsmanager", region_name=REGION)
+        secret_values = {}
+        for provider, secret in stack.node.find_child("Secrets").provider_keys.items():
+            arn = secrets_client.create_secret(
+                Name=f"probe/{provider}",
+                SecretString=json.dumps({"api_key": PROVIDER_KEYS[provider]}),
+            )["ARN"]
+            values[(logical(secret), "Ref")] = arn
+        jwt_arn = secrets_client.create_secret(Name="probe/jwt", SecretString=JWT_SECRET)["ARN"]
+        values[(logical(stack.node.find_child("Secrets").jwt_secret), "Ref")] = jwt_arn
+        secret_values[jwt_arn] = JWT_SECRET
+        machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name="probe-flux",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/probe",
+        )["stateMachineArn"]
+        state_machine = stack.node.find_child("FluxWorkflow").state_machine
+        values[(logical(state_machine), "Ref")] = machine
+        resolve = Resolver(values)
+
+        started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
+        service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
+        extension = FakeSecretsExtension(secret_values)
+        monkeypatch.setattr(botocore.session.Session, "create_client", recording_client)
+        saved = dict(os.environ)
+
+        def run(handler: str) -> Recorder:
+            os.environ.clear()
+            os.environ.update(saved)
+            for identity in PROVIDERS.values():
+                os.environ.pop(identity.api_key_variable, None)  # keys come from the secrets
+                os.environ[identity.base_url_variable] = in_process_base_url(identity.name)
+            os.environ.update(environment_of(dev, handler, resolve))
+            os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
+            os.environ["ALLOW_PRIVATE_URLS"] = "true"
+            for cache in (storage.get_s3_client, usage.get_dynamodb_client):
+                cache.cache_clear()
+            job_runners.get_sfn_client.cache_clear()
+            parameters.DEFAULT_PROVIDERS.clear()
+            parameters.clear_caches()
+            from image_common.settings import get_settings
+
+            get_settings.cache_clear()
+            recorder.calls.clear()
+            extension.asked.clear()
+            return recorder
+
+        try:
+            yield run, resolve, extension, started
+        finally:
+            extension.close()
+            service_http.set_http_client(None)
+            os.environ.clear()
+            os.environ.update(saved)
+            from image_common.settings import get_settings
+
+            get_settings.cache_clear()
+            for cache in (storage.get_s3_client, usage.get_dynamodb_client):
+                cache.cache_clear()
+            job_runners.get_sfn_client.cache_clear()
+            parameters.DEFAULT_PROVIDERS.clear()
+            # Later tests in this process import these handlers: give them back their settings.
+            for name in ("generation", "flux_tasks", "authorizer"):
+                if name in sys.modules:
+                    importlib.reload(sys.modules[name])
+
+
+def _create_table() -> None:
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=TABLE,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def compare(synth, handler: str, resolve: Resolver, calls: list[Call]) -> None:
+    grants = grants_of(synth, handler, resolve)
+    ungranted = sorted({c for c in calls if not any(g.allows(c) for g in grants)}, key=str)
+    unused = sorted({g for g in grants if not any(g.allows(c) for c in calls)}, key=str)
+    assert ungranted == [], f"{handler} calls what its role does not grant"
+    assert unused == [], f"{handler} is granted what it never uses"
+
+
+def _fresh(module_name: str):
+    module = importlib.import_module(module_name)
+    return importlib.reload(module)  # a cold start: settings read from this environment
+
+
+class Context:
+    function_name = "probe"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:probe"
+    aws_request_id = "probe-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def _call(generation, event) -> tuple[int, dict]:
+    response = generation.handler(event, Context())
+    return response["statusCode"], json.loads(response["body"])
+
+
+# --- the entry points -------------------------------------------------------------------------------
+
+
+def test_generation_calls_exactly_what_it_is_granted(dev, probe):
+    run, resolve, _, _ = probe
+    recorder = run("generation.handler")
+    generation = _fresh("generation")
+
+    # every provider's key, each from its own secret (the HTTP path and direct invoke)
+    status, made = _call(generation, http_event(body=request_body(quality="low")))
+    assert status == 200, made
+    for model in ("sd3.5-large", "gemini-2.5-flash-image", "grok-imagine-image"):
+        assert generation.handler(request_body(model=model), Context())["success"], model
+    # an input image by stored key (a read), and one that is not there (404, not 403)
+    key = made["data"]["image_key"]
+    edit = request_body(model="gpt-image-1", input_images=[key])
+    assert _call(generation, http_event(body=edit))[0] == 200
+    missing = request_body(input_images=["customers/123/assets/image/none.png"])
+    assert _call(generation, http_event(body=missing))[0] == 400
+    # a Flux job: its record, its input, the state machine
+    status, job = _call(generation, http_event(body=request_body(model="flux-pro-1.1")))
+    assert status == 202, job
+    assert _call(generation, http_event("GET", f"/image/jobs/{job['data']['job_id']}"))[0] == 202
+    assert _call(generation, http_event("GET", "/image/jobs/no-such-job"))[0] == 404
+    assert _call(generation, http_event("GET", "/image/usage"))[0] == 200
+
+    compare(dev, "generation.handler", resolve, recorder.calls)
+
+
+@pytest.fixture
+def flux_jobs(probe):
+    """Flux jobs started by the generation function (their workflow inputs), one per path the
+    tasks take: finishes, moderated at the first poll, refused at submit, left for a failure."""
+    run, _, _, _ = probe
+    run("generation.handler")
+    generation = _fresh("generation")
+    captured = []
+    runner = generation.image_service().jobs.runner
+    original = runner.start
+    runner.start = lambda document: (captured.append(document), original(document))
+    for prompt in (
+        "A fox [polls=0]",
+        "Refused [moderate]",
+        "Unpaid [no-credits]",
+        "Slow [pending]",
+    ):
+        body = request_body(prompt, model="flux-pro-1.1")
+        assert _call(generation, http_event(body=body))[0] == 202
+    return dict(zip(("good", "moderated", "unpaid", "pending"), captured, strict=True))
+
+
+def _tasks(run, handler: str):
+    recorder = run(handler)
+    module = _fresh("flux_tasks")
+    module.workflow_for.cache_clear()
+    return recorder, module
+
+
+def _vanished(state: dict) -> dict:
+    """The same job's state after its record expired."""
+    return dict(state, job_id="0" * 32)
+
+
+def test_flux_tasks_call_exactly_what_they_are_granted(dev, probe, flux_jobs):
+    from image_common.errors import NotFound, ProviderError
+
+    run, resolve, _, _ = probe
+    jobs = flux_jobs
+
+    recorder, tasks = _tasks(run, "flux_tasks.submit")
+    submitted = {name: tasks.submit(dict(jobs[name]), None) for name in ("good", "moderated")}
+    with pytest.raises(ProviderError):
+        tasks.submit(dict(jobs["unpaid"]), None)  # the job fails and its charge is released
+    with pytest.raises(NotFound):
+        tasks.submit(_vanished(jobs["good"]), None)  # 404 from S3, not 403
+    compare(dev, "flux_tasks.submit", resolve, recorder.calls)
+
+    recorder, tasks = _tasks(run, "flux_tasks.poll")
+    ready = tasks.poll(dict(submitted["good"]), None)
+    assert ready["status"] == "Ready"
+    assert tasks.poll(dict(submitted["moderated"]), None)["status"] != "Ready"
+    with pytest.raises(NotFound):
+        tasks.poll(_vanished(submitted["good"]), None)
+    compare(dev, "flux_tasks.poll", resolve, recorder.calls)
+
+    recorder, tasks = _tasks(run, "flux_tasks.store")
+    assert tasks.store(dict(ready), None)["job_id"] == ready["job_id"]
+    with pytest.raises(NotFound):
+        tasks.store(_vanished(ready), None)
+    compare(dev, "flux_tasks.store", resolve, recorder.calls)
+
+    recorder, tasks = _tasks(run, "flux_tasks.record_failure")
+    failure = {"Error": "States.Timeout", "Cause": "the execution timed out"}
+    assert tasks.record_failure(dict(jobs["pending"], error=failure), None)["status"] == "failed"
+    vanished = _vanished(jobs["pending"])
+    assert tasks.record_failure(vanished, None) == vanished  # nothing left to record
+    compare(dev, "flux_tasks.record_failure", resolve, recorder.calls)
+
+
+def test_the_authorizer_reads_only_its_jwt_secret_through_the_extension(dev, probe):
+    run, resolve, extension, _ = probe
+    recorder = run("authorizer.handler")
+    os.environ["AWS_SESSION_TOKEN"] = "probe-session"
+    authorizer = _fresh("authorizer")
+    token = jwt.encode(
+        {"customer_id": 5, "exp": int(time.time()) + 300}, JWT_SECRET, algorithm="HS256"
+    )
+    decision = authorizer.handler({"headers": {"authorization": f"Bearer {token}"}}, None)
+    assert decision["isAuthorized"] is True
+    calls = recorder.calls + [Call("secretsmanager:GetSecretValue", s) for s in extension.asked]
+    compare(dev, "authorizer.handler", resolve, calls)
+
+
+def test_health_calls_nothing_and_is_granted_nothing_but_its_logs(dev, probe):
+    run, resolve, _, _ = probe
+    recorder = run("health.handler")
+    response = _fresh("health").handler(http_event("GET", "/health", customer_id=None), None)
+    assert response["statusCode"] == 200
+    compare(dev, "health.handler", resolve, recorder.calls)
+
+
+def test_the_probe_catches_a_missing_and_an_unused_grant(dev, probe):
+    """The comparison itself: a call nobody granted, and a grant nobody used, both fail it."""
+    _, resolve, _, _ = probe
+    stray = Call("s3:GetObject", f"arn:aws:s3:::{BUCKET}/secrets/x")
+    with pytest.raises(AssertionError, match="does not grant"):
+        compare(dev, "health.handler", resolve, [stray])
+    with pytest.raises(AssertionError, match="never uses"):
+        compare(dev, "flux_tasks.record_failure", resolve, [])
