@@ -487,3 +487,11 @@ def test_the_probe_catches_a_missing_and_an_unused_grant(dev, probe):
         compare(dev, "health.handler", resolve, [stray])
     with pytest.raises(AssertionError, match="never uses"):
         compare(dev, "flux_tasks.record_failure", resolve, [])
+
+
+def test_the_models_check_reads_only_the_keys_of_the_providers_that_publish_a_list(dev, probe):
+    run, resolve, _, _ = probe
+    recorder = run("models_check.handler")
+    report = _fresh("models_check").handler({"time": "2026-11-30T06:00:00Z"}, Context())
+    assert report["failed_lists"] == 0  # every list read, with its key from its own secret
+    compare(dev, "models_check.handler", resolve, recorder.calls)
