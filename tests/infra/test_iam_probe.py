@@ -58,11 +58,23 @@ class Call:
 @dataclass
 class Recorder:
     calls: list[Call] = field(default_factory=list)
+    # An injected S3 failure: the PutObject under this prefix after `_skip` others fails.
+    _fail_put_under: str | None = None
+    _skip: int = 0
+
+    def fail_put(self, prefix: str, *, after: int = 0) -> None:
+        self._fail_put_under, self._skip = prefix, after
 
     def before(self, params, model, context, event_name, **_):
         service = event_name.split(".")[1]
         context["probe_params"] = params
         self.calls += list(_as_calls(service, model.name, params))
+        if model.name == "PutObject" and self._fail_put_under is not None:
+            if params["Key"].startswith(self._fail_put_under):
+                if self._skip == 0:
+                    self._fail_put_under = None
+                    raise RuntimeError("injected S3 failure")
+                self._skip -= 1
 
     def after(self, parsed, model, context, event_name, **_):
         error = (parsed or {}).get("Error", {}).get("Code")
@@ -75,6 +87,11 @@ class Recorder:
 def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
     if service == "s3":
         action = {"HeadObject": "GetObject"}.get(operation, operation)
+        if operation == "DeleteObjects":  # authorised as s3:DeleteObject per key
+            return [
+                Call("s3:DeleteObject", f"arn:aws:s3:::{params['Bucket']}/{o['Key']}")
+                for o in params["Delete"]["Objects"]
+            ]
         if operation in ("ListObjects", "ListObjectsV2"):
             return [
                 Call("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", ""))
@@ -281,7 +298,6 @@ def probe(dev, monkeypatch):
                 os.environ[identity.base_url_variable] = in_process_base_url(identity.name)
             os.environ.update(environment_of(dev, handler, resolve))
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
-            os.environ["ALLOW_PRIVATE_URLS"] = "true"
             for cache in (storage.get_s3_client, usage.get_dynamodb_client):
                 cache.cache_clear()
             job_runners.get_sfn_client.cache_clear()
@@ -383,6 +399,9 @@ def test_generation_calls_exactly_what_it_is_granted(dev, probe):
     assert _call(generation, http_event("GET", f"/image/jobs/{job['data']['job_id']}"))[0] == 202
     assert _call(generation, http_event("GET", "/image/jobs/no-such-job"))[0] == 404
     assert _call(generation, http_event("GET", "/image/usage"))[0] == 200
+    # the second of two images cannot be stored: the first is removed (all or none)
+    recorder.fail_put("customers/", after=1)
+    assert _call(generation, http_event(body=request_body(quality="low", n=2)))[0] == 502
 
     compare(dev, "generation.handler", resolve, recorder.calls)
 
@@ -398,15 +417,17 @@ def flux_jobs(probe):
     runner = generation.image_service().jobs.runner
     original = runner.start
     runner.start = lambda document: (captured.append(document), original(document))
-    for prompt in (
-        "A fox [polls=0]",
-        "Refused [moderate]",
-        "Unpaid [no-credits]",
-        "Slow [pending]",
-    ):
+    prompts = {
+        "good": "A fox [polls=0]",
+        "second": "A hare [polls=0]",
+        "moderated": "Refused [moderate]",
+        "unpaid": "Unpaid [no-credits]",
+        "pending": "Slow [pending]",
+    }
+    for prompt in prompts.values():
         body = request_body(prompt, model="flux-pro-1.1")
         assert _call(generation, http_event(body=body))[0] == 202
-    return dict(zip(("good", "moderated", "unpaid", "pending"), captured, strict=True))
+    return dict(zip(prompts, captured, strict=True))
 
 
 def _tasks(run, handler: str):
@@ -422,13 +443,15 @@ def _vanished(state: dict) -> dict:
 
 
 def test_flux_tasks_call_exactly_what_they_are_granted(dev, probe, flux_jobs):
-    from image_common.errors import NotFound, ProviderError
+    from image_common.errors import NotFound, ProviderError, StorageError
 
     run, resolve, _, _ = probe
     jobs = flux_jobs
 
     recorder, tasks = _tasks(run, "flux_tasks.submit")
-    submitted = {name: tasks.submit(dict(jobs[name]), None) for name in ("good", "moderated")}
+    submitted = {
+        name: tasks.submit(dict(jobs[name]), None) for name in ("good", "second", "moderated")
+    }
     with pytest.raises(ProviderError):
         tasks.submit(dict(jobs["unpaid"]), None)  # the job fails and its charge is released
     with pytest.raises(NotFound):
@@ -438,13 +461,17 @@ def test_flux_tasks_call_exactly_what_they_are_granted(dev, probe, flux_jobs):
     recorder, tasks = _tasks(run, "flux_tasks.poll")
     ready = tasks.poll(dict(submitted["good"]), None)
     assert ready["status"] == "Ready"
+    another_ready = tasks.poll(dict(submitted["second"]), None)
     assert tasks.poll(dict(submitted["moderated"]), None)["status"] != "Ready"
     with pytest.raises(NotFound):
         tasks.poll(_vanished(submitted["good"]), None)
     compare(dev, "flux_tasks.poll", resolve, recorder.calls)
 
     recorder, tasks = _tasks(run, "flux_tasks.store")
-    assert tasks.store(dict(ready), None)["job_id"] == ready["job_id"]
+    recorder.fail_put("customers/")  # the image cannot be stored: what landed is removed
+    with pytest.raises(StorageError):
+        tasks.store(dict(ready), None)
+    assert tasks.store(dict(another_ready), None)["job_id"] == another_ready["job_id"]
     with pytest.raises(NotFound):
         tasks.store(_vanished(ready), None)
     compare(dev, "flux_tasks.store", resolve, recorder.calls)
