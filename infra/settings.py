@@ -138,23 +138,26 @@ class FunctionSizing(_Settings):
 
 
 # Sized for what each does. The authorizer verifies a signature (CPU-light, on every request);
-# generation holds image bytes in memory and, on a direct invoke, may wait for a Flux job —
-# behind the API its answer is cut at API Gateway's 30 s anyway; the Flux tasks make one
-# provider call each, and `store` downloads and writes the image.
+# generation validates, records and starts the job and waits for it (behind the API its answer
+# is cut at API Gateway's 30 s anyway; a direct invoke waits for the job's deadline); the job's
+# `run` makes the provider call (up to the job's budget) and stores the images, `store` does the
+# same for a submit/poll provider's result, `poll` and `notify` make one small call each.
 AUTHORIZER_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=10)
-GENERATION_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=120)
-FLUX_SUBMIT_SIZING = FunctionSizing(memory_mb=512, timeout_seconds=40)  # may wait on a claim
-FLUX_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
-FLUX_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
-FLUX_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
+GENERATION_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=300)
+JOB_RUN_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=300)
+JOB_POLL_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=20)
+JOB_STORE_SIZING = FunctionSizing(memory_mb=1024, timeout_seconds=60)
+JOB_RECORD_FAILURE_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=15)
+JOB_NOTIFY_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=30)
 HEALTH_SIZING = FunctionSizing(memory_mb=128, timeout_seconds=3)  # answers a constant
 # The daily model catalog check: three list calls of at most 10 s each (Gemini's may page).
 MODELS_CHECK_SIZING = FunctionSizing(memory_mb=256, timeout_seconds=120)
-# A direct invoke of a Flux request waits for the job's record until the job's deadline: its
-# budget plus this grace for the last poll and the store task (FINALIZE_GRACE_SECONDS in
-# functions/generation/image_service/jobs.py; a test keeps the two equal) ...
+# A job's record is final at the latest at its deadline: its budget plus this grace for storing
+# the image (FINALIZE_GRACE_SECONDS in functions/generation/image_service/job_records.py; a test
+# keeps the two equal) ...
 JOB_FINALIZE_GRACE_SECONDS = 30
-# ... and stops waiting this long before the function's timeout, to answer cleanly.
+# ... a direct invoke stops waiting this long before the function's timeout, to answer cleanly,
+# and the run task's timeout leaves this much after the budget to store the images.
 INVOKE_TIMEOUT_MARGIN_SECONDS = 10
 
 
@@ -167,10 +170,11 @@ class ReservedConcurrency(_Settings):
     authorizer: int | None = Field(default=None, ge=1, le=3000)
     generation: int | None = Field(default=None, ge=1, le=3000)
     health: int | None = Field(default=None, ge=1, le=3000)
-    flux_submit: int | None = Field(default=None, ge=1, le=3000)
-    flux_poll: int | None = Field(default=None, ge=1, le=3000)
-    flux_store: int | None = Field(default=None, ge=1, le=3000)
-    flux_record_failure: int | None = Field(default=None, ge=1, le=3000)
+    job_run: int | None = Field(default=None, ge=1, le=3000)
+    job_poll: int | None = Field(default=None, ge=1, le=3000)
+    job_store: int | None = Field(default=None, ge=1, le=3000)
+    job_record_failure: int | None = Field(default=None, ge=1, le=3000)
+    job_notify: int | None = Field(default=None, ge=1, le=3000)
     models_check: int | None = Field(default=None, ge=1, le=3000)
 
 
@@ -178,10 +182,11 @@ class FunctionsSettings(_Settings):
     authorizer: FunctionSizing = AUTHORIZER_SIZING
     health: FunctionSizing = HEALTH_SIZING
     generation: FunctionSizing = GENERATION_SIZING
-    flux_submit: FunctionSizing = FLUX_SUBMIT_SIZING
-    flux_poll: FunctionSizing = FLUX_POLL_SIZING
-    flux_store: FunctionSizing = FLUX_STORE_SIZING
-    flux_record_failure: FunctionSizing = FLUX_RECORD_FAILURE_SIZING
+    job_run: FunctionSizing = JOB_RUN_SIZING
+    job_poll: FunctionSizing = JOB_POLL_SIZING
+    job_store: FunctionSizing = JOB_STORE_SIZING
+    job_record_failure: FunctionSizing = JOB_RECORD_FAILURE_SIZING
+    job_notify: FunctionSizing = JOB_NOTIFY_SIZING
     models_check: FunctionSizing = MODELS_CHECK_SIZING
     # Provider call budget on the HTTP path: must leave room inside API Gateway's 30 s.
     provider_timeout_seconds: int = Field(default=25, ge=1, le=27)
@@ -262,13 +267,20 @@ class StorageSettings(_Settings):
     retain_data: bool = True
 
 
-class FluxSettings(_Settings):
-    """Passed to the generation function, which puts them in each execution's input."""
+class JobsSettings(_Settings):
+    """Every generation is a job (docs/jobs.md); these are passed to the functions."""
 
-    interval_seconds: int = Field(default=1, ge=1, le=10)
-    budget_seconds: int = Field(default=60, ge=10, le=240)
+    interval_seconds: int = Field(default=1, ge=1, le=10)  # between polls of a Flux task
+    # The longest a job may wait for its provider (each model's own budget is capped here).
+    max_budget_seconds: int = Field(default=240, ge=10, le=840)
+    # How long POST /image/generate waits before answering 202 (inside API Gateway's 30 s).
+    wait_seconds: int = Field(default=20, ge=0, le=25)
     # Execution data holds prompts: log it only where that is acceptable (dev).
     log_execution_data: bool = False
+    # Seconds before each retry of a webhook delivery (the last attempt ~17 h after the first).
+    webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000)
+    # A secret ops created themselves (complete ARN); by default the stack generates one.
+    webhook_secret_arn: str | None = Field(default=None, pattern=SECRET_COMPLETE_ARN.pattern)
 
 
 class ModelsCheckSettings(_Settings):
@@ -291,7 +303,7 @@ class MonitoringSettings(_Settings):
     api_5xx_min_requests: int = Field(default=20, ge=1)  # below this volume the rate is noise
     function_errors_threshold: int = Field(default=1, ge=1)
     throttles_threshold: int = Field(default=1, ge=1)
-    flux_failures_threshold: int = Field(default=3, ge=1)
+    job_failures_threshold: int = Field(default=3, ge=1)
     api_4xx_rate_percent: float = Field(default=30.0, gt=0, le=100)
     api_latency_p99_ms: int = Field(default=25_000, ge=100, le=30_000)
     # Denials (bad tokens) are normal; most requests denied is a broken key or issuer.
@@ -336,7 +348,7 @@ class StageSettings(_Settings):
     functions: FunctionsSettings = FunctionsSettings()
     api: ApiSettings = ApiSettings()
     storage: StorageSettings = StorageSettings()
-    flux: FluxSettings = FluxSettings()
+    jobs: JobsSettings = JobsSettings()
     models_check: ModelsCheckSettings = ModelsCheckSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: LimitsSettings = LimitsSettings()
@@ -359,15 +371,21 @@ class StageSettings(_Settings):
             raise ValueError(
                 f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}"
             )
-        # A direct invoke of a Flux request waits for the whole job, up to its deadline.
-        needed = (
-            self.flux.budget_seconds + JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS
-        )
+        # A direct invoke waits for the whole job, up to its deadline.
+        budget = self.jobs.max_budget_seconds
+        needed = budget + JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS
         if self.functions.generation.timeout_seconds < needed:
             raise ValueError(
-                "functions.generation.timeout_seconds must exceed flux.budget_seconds by "
+                "functions.generation.timeout_seconds must exceed jobs.max_budget_seconds by "
                 f"{JOB_FINALIZE_GRACE_SECONDS + INVOKE_TIMEOUT_MARGIN_SECONDS} s "
                 f"(at least {needed}): a direct invoke waits for the job's deadline"
+            )
+        # The run task makes the provider call for the whole budget, then stores the images.
+        if self.functions.job_run.timeout_seconds < budget + INVOKE_TIMEOUT_MARGIN_SECONDS:
+            raise ValueError(
+                "functions.job_run.timeout_seconds must exceed jobs.max_budget_seconds by "
+                f"{INVOKE_TIMEOUT_MARGIN_SECONDS} s (at least "
+                f"{budget + INVOKE_TIMEOUT_MARGIN_SECONDS}): the worker waits up to the budget"
             )
         edge = self.edge
         if (edge.web_acl_arn or edge.rate_limit_per_5_minutes) and (

@@ -13,8 +13,9 @@ from constructs import Construct
 from infra.bundling import LambdaAssets
 from infra.constructs.api import ImageApi
 from infra.constructs.deployment import GenerationDeployment
-from infra.constructs.flux_workflow import FluxWorkflow
 from infra.constructs.functions import ServiceFunctions
+from infra.constructs.job_table import JobTable
+from infra.constructs.job_workflow import JobWorkflow
 from infra.constructs.models_check import ModelsCheckSchedule
 from infra.constructs.monitoring import ServiceMonitoring
 from infra.constructs.secrets import ServiceSecrets
@@ -47,6 +48,7 @@ class ImageServiceStack(Stack):
         secrets = ServiceSecrets(self, "Secrets", settings=settings)
         storage = ImageStorage(self, "Storage", settings=settings, web_acl_arn=web_acl_arn)
         usage = UsageTable(self, "Usage", settings=settings)
+        job_table = JobTable(self, "Jobs", settings=settings)
         functions = ServiceFunctions(
             self,
             "Functions",
@@ -55,12 +57,13 @@ class ImageServiceStack(Stack):
             storage=storage,
             secrets=secrets,
             usage=usage,
+            job_table=job_table,
         )
-        flux = FluxWorkflow(
+        workflow = JobWorkflow(
             self,
-            "FluxWorkflow",
+            "JobWorkflow",
             settings=settings,
-            tasks=functions.flux_task_aliases,
+            tasks=functions.job_task_aliases,
             started_by=functions.generation,
         )
         api = ImageApi(
@@ -82,7 +85,7 @@ class ImageServiceStack(Stack):
             authorizer=functions.authorizer,
             generation=functions.generation,
             functions=functions.named,
-            flux_state_machine=flux.state_machine,
+            job_state_machine=workflow.state_machine,
             models_check=functions.models_check,
         )
         GenerationDeployment(
@@ -95,9 +98,11 @@ class ImageServiceStack(Stack):
 
         outputs = {
             "ApiUrl": (api.url, "Base URL of the HTTP API"),
-            "ImageBucketName": (storage.bucket.bucket_name, "Bucket of images and job records"),
+            "ImageBucketName": (storage.bucket.bucket_name, "Bucket of images"),
             "UsageTableName": (usage.table.table_name, "Per-customer usage; limit overrides"),
-            "FluxStateMachineArn": (flux.state_machine.state_machine_arn, "Flux workflow"),
+            "JobsTableName": (job_table.table.table_name, "Job records and idempotency keys"),
+            "JobStateMachineArn": (workflow.state_machine.state_machine_arn, "Job workflow"),
+            "WebhookSecretArn": (secrets.webhook_secret.secret_arn, "Webhook signing secret"),
             "GenerationFunctionName": (
                 functions.generation.function_name,
                 "lambda:Invoke this function for tool-shaped results (no 30 s API limit)",
@@ -120,11 +125,11 @@ class ImageServiceStack(Stack):
             ),
             "AlarmTopicArn": (monitoring.topic.topic_arn, "Alarm notifications"),
             **{
-                f"Flux{name.title().replace('_', '')}FunctionName": (
+                f"Job{name.title().replace('_', '')}FunctionName": (
                     fn.function_name,
-                    f"Flux {name} task",
+                    f"Job {name} task",
                 )
-                for name, fn in functions.flux_tasks.items()
+                for name, fn in functions.job_tasks.items()
             },
         }
         for provider, secret in secrets.provider_keys.items():

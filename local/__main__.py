@@ -65,6 +65,9 @@ def summary(stack: LocalStack) -> str:
         f"Local stack ready on {stack.base_url}  (GET {stack.base_url}/health answers 200)",
         f"  S3: {stack.s3_endpoint}  bucket {stack.bucket}"
         + ("  (moto, in-process)" if stack.s3_in_process else ""),
+        f"  DynamoDB: {stack.dynamodb_endpoint}  tables {stack.jobs_table}, {stack.usage_table}"
+        + ("  (moto, in-process)" if stack.dynamodb_in_process else ""),
+        "  jobs: run in-process (the job state machine's steps, in its order)",
     ]
     for route in stack.providers:
         where = {

@@ -1,5 +1,6 @@
-"""The offline local stack: the real handlers behind a local API Gateway, S3 from moto's server,
-and a provider emulator for every provider that has neither a key nor a base URL.
+"""The offline local stack: the real handlers behind a local API Gateway, S3 and DynamoDB from
+moto's server, the job pipeline in-process, and a provider emulator for every provider that has
+neither a key nor a base URL.
 
 ``LocalStack`` is what ``make dev`` (``python -m local``) and the end-to-end tests start. It sets
 the environment *before* importing the handler modules (the generation function reads its
@@ -38,6 +39,9 @@ DEFAULT_USAGE_TABLE = "image-usage-dev"
 # A fixed development secret, so tokens minted by `python -m local.token` keep working across
 # restarts. HS256 needs at least 32 bytes. Never used outside the local stack.
 DEV_JWT_SECRET = "local-dev-only-hs256-secret-not-for-production"
+# The same for webhook signatures (Standard Webhooks: whsec_ + base64 of the key bytes).
+DEV_WEBHOOK_SECRET = "whsec_bG9jYWwtZGV2LW9ubHktd2ViaG9vay1zZWNyZXQ="
+DEFAULT_JOBS_TABLE = "image-jobs-dev"
 EMULATOR_API_KEY = "local-emulator-key"  # emulators only check that a key is sent
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -45,13 +49,14 @@ ACCOUNT_ID = "123456789012"
 # The deployed API's routes (infra/constructs/api.py; a test keeps the two in step).
 ROUTES = [
     Route("POST", "/image/generate", authorized=True),
+    Route("GET", "/image/jobs", authorized=True),
     Route("GET", "/image/jobs/{job_id}", authorized=True),
     Route("GET", "/image/models", authorized=True),
     Route("GET", "/image/usage", authorized=True),
     Route("GET", "/health", authorized=False, function="health"),
 ]
 # As deployed (infra/settings.py, infra/constructs/api.py).
-GENERATION_TIMEOUT_SECONDS, GENERATION_MEMORY_MB = 120.0, 1024
+GENERATION_TIMEOUT_SECONDS, GENERATION_MEMORY_MB = 300.0, 1024
 AUTHORIZER_TIMEOUT_SECONDS, AUTHORIZER_MEMORY_MB = 10.0, 256
 HEALTH_TIMEOUT_SECONDS, HEALTH_MEMORY_MB = 3.0, 128
 INTEGRATION_TIMEOUT_SECONDS = 29.0
@@ -76,6 +81,10 @@ class LocalStack:
         self.s3_endpoint = ""
         self.s3_in_process = False  # moto's server, started by this stack
         self.dynamodb_endpoint = ""
+        self.dynamodb_in_process = False
+        self.jobs_table = ""
+        self.job_runner: Any = None
+        self._previous_job_runner: Any = None
         self.bucket = ""
         self.usage_table = ""
         self.providers: list[ProviderRoute] = []
@@ -101,6 +110,8 @@ class LocalStack:
             generation, authorizer = self._load_handlers()
             self._ensure_bucket()
             self._ensure_usage_table()
+            self._ensure_jobs_table()
+            self._run_jobs_in_process(generation)
             region = os.environ["AWS_DEFAULT_REGION"]
             self._gateway = HttpApiGateway(
                 ROUTES,
@@ -145,6 +156,9 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.shutdown()
             self._gateway = None
+        if self.job_runner is not None:
+            self.job_runner.join(timeout=5)
+            self.job_runner = None
         # In parallel: each server notices a shutdown only at its next poll (0.5 s).
         stopping = [
             threading.Thread(target=server.shutdown, daemon=True)
@@ -170,6 +184,10 @@ class LocalStack:
             # Reload when the settings it read differ from the restored environment — also when
             # the stack imported it first: its module-level settings are the stack's otherwise.
             self._reset_cached_clients()
+            generation = sys.modules.get("generation")
+            if generation is not None:  # what the process had before (a test session's runner)
+                generation.job_runner = self._previous_job_runner
+                generation.image_service.cache_clear()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -185,7 +203,8 @@ class LocalStack:
         env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
         env.setdefault("IMAGE_BUCKET", DEFAULT_BUCKET)
         env.setdefault("USAGE_TABLE", DEFAULT_USAGE_TABLE)
-        env.setdefault("JOB_RUNNER", "local")  # Flux jobs run in-process, not in Step Functions
+        env.setdefault("JOBS_TABLE", DEFAULT_JOBS_TABLE)
+        env.setdefault("WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
         env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
         env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ImageService")
         env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -193,6 +212,7 @@ class LocalStack:
             env["JWT_SECRET"] = DEV_JWT_SECRET
         self.bucket = env["IMAGE_BUCKET"]
         self.usage_table = env["USAGE_TABLE"]
+        self.jobs_table = env["JOBS_TABLE"]
 
     def _start_s3(self) -> None:
         env = os.environ
@@ -206,6 +226,7 @@ class LocalStack:
         env = os.environ
         if not env.get("AWS_ENDPOINT_URL_DYNAMODB"):
             env["AWS_ENDPOINT_URL_DYNAMODB"] = self._moto_endpoint()
+            self.dynamodb_in_process = True
         self.dynamodb_endpoint = env["AWS_ENDPOINT_URL_DYNAMODB"]
 
     def _moto_endpoint(self) -> str:
@@ -307,6 +328,24 @@ class LocalStack:
             BillingMode="PAY_PER_REQUEST",
         )
 
+    def _ensure_jobs_table(self) -> None:
+        import boto3
+
+        from image_service.job_store import create_table
+
+        create_table(boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint), self.jobs_table)
+
+    def _run_jobs_in_process(self, generation: ModuleType) -> None:
+        """The entry point's runner: the job state machine's task handlers, in its order."""
+        import job_tasks
+
+        from local.job_runner import LambdaTasks, LocalJobRunner
+
+        self.job_runner = LocalJobRunner(LambdaTasks(job_tasks))
+        self._previous_job_runner = generation.job_runner
+        generation.job_runner = self.job_runner
+        generation.image_service.cache_clear()
+
     @staticmethod
     def _reset_cached_clients() -> None:
         """Drop what the handler modules cached from another environment: at start (a test
@@ -314,12 +353,17 @@ class LocalStack:
         first). The generation module read its settings at import: reloaded when they differ,
         forgotten when this environment has none (the next import then says what is wrong)."""
         from image_common.settings import get_settings
-        from image_service import http, storage, usage
+        from image_service import http, job_store, step_functions, storage, usage
 
         get_settings.cache_clear()
         storage.get_s3_client.cache_clear()
         usage.get_dynamodb_client.cache_clear()
+        job_store.get_dynamodb_client.cache_clear()
+        step_functions.get_sfn_client.cache_clear()
         http.set_http_client(None)
+        job_tasks = sys.modules.get("job_tasks")
+        if job_tasks is not None:
+            job_tasks.pipeline_for.cache_clear()
         authorizer = sys.modules.get("authorizer")
         if authorizer is not None:
             authorizer.current_verifier.cache_clear()
@@ -332,7 +376,9 @@ class LocalStack:
             sys.modules.pop("generation")
             return
         if stale:
+            runner = generation.job_runner
             importlib.reload(generation)
+            generation.job_runner = runner
         else:
             generation.image_service.cache_clear()
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: a test environment set before any function code is imported, moto S3,
-provider emulators behind the real httpx client, and API Gateway v2 event builders."""
+"""Shared fixtures: a test environment set before any function code is imported, moto S3 and
+DynamoDB, provider emulators behind the real httpx client, services whose jobs run in-process,
+and API Gateway v2 event builders."""
 
 from __future__ import annotations
 
@@ -16,12 +17,20 @@ os.environ.update(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "IMAGE_BUCKET": "test-images",
+        "JOBS_TABLE": "test-jobs",
+        "WEBHOOK_SECRET": "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5",
         "POWERTOOLS_SERVICE_NAME": "image-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
 )
-for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
+for _name in (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_SFN",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_PROFILE",
+    "TRUSTED_CALLBACK_ORIGINS",
+):
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
@@ -30,10 +39,14 @@ from moto import mock_aws  # noqa: E402
 from image_common.credentials import PROVIDER_ENDPOINTS  # noqa: E402
 from image_common.settings import get_settings, url_origin  # noqa: E402
 from image_service import http as service_http  # noqa: E402
-from image_service import storage  # noqa: E402
+from image_service import job_store, storage  # noqa: E402
+from image_service.job_store import JobStore  # noqa: E402
+from image_service.pipeline import JobPipeline  # noqa: E402
+from image_service.providers import get_image_provider  # noqa: E402
 from image_service.service import ImageService  # noqa: E402
 from image_service.storage import ImageStore  # noqa: E402
 from local.emulators import BASE_PATHS, EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+from local.job_runner import LocalJobRunner  # noqa: E402
 
 # Only the in-process emulators' origins skip the URL guard (their result URLs are fetched);
 # every other URL goes through it as in AWS. Set before any test reads the settings.
@@ -42,18 +55,29 @@ os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
 )
 
 TEST_BUCKET = "test-images"
+TEST_JOBS_TABLE = "test-jobs"
 PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
 
 
 @pytest.fixture
 def s3():
-    """moto S3 with the image bucket; the service's cached client is rebuilt inside the mock."""
+    """moto S3 with the image bucket and DynamoDB with the jobs table; the service's cached
+    clients are rebuilt inside the mock."""
     with mock_aws():
         storage.get_s3_client.cache_clear()
+        job_store.get_dynamodb_client.cache_clear()
         client = storage.get_s3_client()  # the service's own client: one per test, as in Lambda
         client.create_bucket(Bucket=TEST_BUCKET)
+        job_store.create_table(job_store.get_dynamodb_client(), TEST_JOBS_TABLE)
         yield client
         storage.get_s3_client.cache_clear()
+        job_store.get_dynamodb_client.cache_clear()
+
+
+@pytest.fixture
+def dynamodb(s3):
+    """The service's DynamoDB client, inside the same mock as ``s3``."""
+    return job_store.get_dynamodb_client()
 
 
 @pytest.fixture
@@ -73,9 +97,35 @@ def settings():
     return get_settings()
 
 
+def pipeline_for(settings, provider_for=get_image_provider, **kwargs) -> JobPipeline:
+    return JobPipeline(
+        settings, ImageStore(settings), JobStore(settings.jobs_table), provider_for, **kwargs
+    )
+
+
+def inline_service(settings, provider_for=get_image_provider, **pipeline) -> ImageService:
+    """A service whose jobs run the whole pipeline inside ``start``: the answer is final by
+    the time ``generate`` returns. ``pipeline``: e.g. the pipeline's ``clock``."""
+    runner = LocalJobRunner(pipeline_for(settings, provider_for, **pipeline), background=False)
+    return ImageService(settings, ImageStore(settings), provider_for, job_runner=runner)
+
+
 @pytest.fixture
 def image_service(s3, emulators, settings) -> ImageService:
-    return ImageService(settings, ImageStore(settings))
+    return inline_service(settings)
+
+
+class InlineJobs:
+    """The generation handler's job runner in tests: each job's whole pipeline runs inside
+    ``start``, with the settings and (mocked) clients current at that moment."""
+
+    def start(self, execution_input: dict) -> None:
+        LocalJobRunner(pipeline_for(get_settings()), background=False).start(execution_input)
+
+
+import generation  # noqa: E402  (after the environment above: it reads its settings at import)
+
+generation.job_runner = InlineJobs()
 
 
 def request_body(prompt: str = "A serene mountain landscape at sunset", **image: Any) -> dict:
@@ -155,10 +205,18 @@ def lambda_context() -> LambdaContext:
 def generate(service: ImageService, prompt: str = "A lighthouse on a cliff", **image: Any) -> dict:
     """One synchronous generation through the real service, as a trusted direct caller."""
     from image_service.models import parse_request
-    from image_service.service import Caller
 
     request = parse_request(request_body(prompt, **image))
-    return service.generate(request, caller=Caller.trusted(), timeout_seconds=5.0)
+    return answer_of(service, request)
+
+
+def answer_of(service: ImageService, request, *, wait_seconds: float = 5.0) -> dict:
+    """A request's job, started and waited for; its ``data`` or its typed error raised."""
+    from image_service.service import Caller
+
+    started = service.generate(request, caller=Caller.trusted(), wait_seconds=wait_seconds)
+    assert started.record.final, "the job did not finish"
+    return service.job_answer(started.record)
 
 
 def image_bytes(fmt: str = "png", width: int = 64, height: int = 48) -> bytes:
@@ -181,13 +239,12 @@ def service_with(s3, emulators, settings):
     """An ``ImageService`` whose settings differ from the environment's (e.g. retired models)."""
 
     def make(**overrides: Any) -> ImageService:
-        custom = settings.model_copy(update=overrides)
-        return ImageService(custom, ImageStore(custom))
+        return inline_service(settings.model_copy(update=overrides))
 
     return make
 
 
-# --- helpers for the Flux job tests -------------------------------------------------------------
+# --- helpers for the job tests -----------------------------------------------------------------
 
 
 class RecordingJobRunner:
@@ -201,23 +258,23 @@ class RecordingJobRunner:
 
 
 @pytest.fixture
-def flux_tasks(s3, emulators):
-    """The Flux workflow's Lambda entry points, with a fresh service for this test's mocks."""
-    import flux_tasks as module
+def job_tasks(s3, emulators):
+    """The job workflow's Lambda entry points, with a fresh pipeline for this test's mocks."""
+    import job_tasks as module
 
-    module.workflow_for.cache_clear()
+    module.pipeline_for.cache_clear()
     yield module
-    module.workflow_for.cache_clear()
+    module.pipeline_for.cache_clear()
 
 
-def start_flux_job(service: ImageService, prompt: str = "A fox in the snow", **image: Any) -> dict:
-    """Start a Flux job through the real service (202 path); its ``data``."""
+def start_job(service: ImageService, prompt: str = "A fox in the snow", **image: Any) -> dict:
+    """Start a job through the real service without waiting; its 202 ``data``."""
     from image_service.models import parse_request
     from image_service.service import Caller
 
     image.setdefault("model", "flux-pro-1.1")
     request = parse_request(request_body(prompt, **image))
-    return service.generate(request, caller=Caller.trusted(), timeout_seconds=5.0)
+    return service.start_job(request, caller=Caller.trusted()).record.accepted()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""The generation Lambda: ``POST /image/generate`` (API Gateway HTTP API, payload 2.0) and
-direct ``lambda:Invoke`` from other services. Parse, call the service, shape the answer."""
+"""The generation Lambda: ``POST /image/generate``, ``GET /image/jobs[/{id}]`` (API Gateway HTTP
+API, payload 2.0) and direct ``lambda:Invoke`` from other services. Parse, call the service,
+shape the answer. It chooses how jobs run: the job state machine (``JOB_STATE_MACHINE_ARN``), or
+the runner the local stack hands it (``job_runner``)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from image_common.envelope import error_envelope, success_envelope
 from image_common.errors import (
     ImageServiceError,
     InternalError,
+    InvalidRequest,
     NotFound,
     Unauthorized,
 )
@@ -27,10 +30,13 @@ from image_common.metric_names import (
     PROVIDER_DIMENSION,
 )
 from image_common.settings import get_settings
-from image_service.jobs import final_answer, is_job_accepted
+from image_service.job_records import JobRecord, utcnow
+from image_service.job_store import MAX_LIST_LIMIT
+from image_service.jobs import DEFAULT_LIST_LIMIT, JobRunner, request_fingerprint
 from image_service.models import parse_request
 from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
+from image_service.step_functions import StepFunctionsJobRunner
 from image_service.storage import ImageStore
 from image_service.tool import ImageGenerationService
 
@@ -42,11 +48,14 @@ logger = Logger()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 settings = get_settings()  # a misconfigured function fails here, at cold start
+# How jobs run. Deployed: the job state machine. The local stack sets its in-process runner here.
+job_runner: JobRunner | None = None
 
 
 @cache
 def image_service() -> ImageService:
-    return ImageService(settings, ImageStore(settings))
+    runner = job_runner or StepFunctionsJobRunner(settings.job_state_machine_arn)
+    return ImageService(settings, ImageStore(settings), job_runner=runner)
 
 
 # --- HTTP routes -----------------------------------------------------------------------------
@@ -54,32 +63,98 @@ def image_service() -> ImageService:
 
 @app.post("/image/generate")
 def generate() -> Response:
-    request = parse_request(_json_body())
-    data = image_service().generate(
+    body = _json_body()
+    request = parse_request(body)
+    wait_seconds, applied = wait_preference(
+        app.current_event.headers.get("prefer"), default=settings.job_wait_seconds
+    )
+    key = app.current_event.headers.get("idempotency-key")
+    started = image_service().generate(
         request,
         caller=caller_from_authorizer(app.current_event.raw_event),
-        timeout_seconds=settings.provider_timeout_seconds,
+        wait_seconds=wait_seconds,
+        idempotency_key=key,
+        fingerprint=request_fingerprint(body) if key is not None else None,
     )
-    if is_job_accepted(data):  # Flux: the image comes later, at status_url
-        headers = {"Location": data["status_url"]}
-        return _json(202, success_envelope(data, code=202), headers=headers)
-    _count_images(data)
-    return _json(200, success_envelope(data))
+    headers = {"Preference-Applied": applied} if applied else {}
+    if started.attached:
+        headers["Idempotent-Replayed"] = "true"
+    return _job_answer(started.record, headers=headers, count=True)
 
 
 @app.get("/image/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    owner = app.current_event.get_query_string_value("customer_id") or ""  # admin scope only
     job = image_service().job(
         job_id,
         caller=caller_from_authorizer(app.current_event.raw_event),
-        customer_id=int(owner) if owner.isdigit() else None,
+        customer_id=_admin_customer(),
     )
+    return _job_answer(job, headers={})
+
+
+@app.get("/image/jobs")
+def list_jobs() -> Response:
+    event = app.current_event
+    limit = _limit(event.get_query_string_value("limit"))
+    jobs, next_cursor = image_service().list_jobs(
+        caller=caller_from_authorizer(event.raw_event),
+        limit=limit,
+        cursor=event.get_query_string_value("cursor") or None,
+        customer_id=_admin_customer(),
+    )
+    data = {"jobs": [job.summary() for job in jobs], "next_cursor": next_cursor}
+    return _json(200, success_envelope(data), headers={"Cache-Control": "no-store"})
+
+
+def _job_answer(job: JobRecord, *, headers: dict[str, str], count: bool = False) -> Response:
+    """A finished job answers as a finished request: its data (200) or its typed error; one
+    still running answers 202 with where and when to look again."""
+    headers = headers | {"Cache-Control": "no-store"}
     if not job.final:
-        headers = {"Retry-After": "1", "Cache-Control": "no-store"}
-        return _json(202, success_envelope(job.progress_view(), code=202), headers=headers)
-    # A finished job answers as the synchronous call would have: its data, or its typed error.
-    return _json(200, success_envelope(final_answer(job)), headers={"Cache-Control": "no-store"})
+        now = utcnow()
+        headers |= {"Location": job.status_url, "Retry-After": str(job.retry_after(now))}
+        return _json(202, success_envelope(job.progress_view(now), code=202), headers=headers)
+    try:
+        data = image_service().job_answer(job)
+    except ImageServiceError as error:
+        return _error(error, headers=headers)
+    if count:  # the request that made the image, not every later read of it
+        _count_images(data)
+    return _json(200, success_envelope(data), headers=headers)
+
+
+def wait_preference(prefer: str | None, *, default: float) -> tuple[float, str | None]:
+    """How long to wait for the job (RFC 7240 ``Prefer``): ``respond-async`` alone → not at all,
+    ``wait=N`` → at most N s; never longer than ``default``. Returns the wait and the
+    ``Preference-Applied`` value. Preferences it does not understand are ignored, as the RFC
+    asks."""
+    asked_async, asked_wait = False, None
+    for part in (prefer or "").split(","):
+        name, _, value = part.strip().partition("=")
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name == "respond-async":
+            asked_async = True
+        elif name == "wait" and value.isdigit():
+            asked_wait = int(value)
+    if asked_wait is not None:
+        wait = min(float(asked_wait), default)
+        return wait, ", ".join(["respond-async"] * asked_async + [f"wait={wait:g}"])
+    if asked_async:
+        return 0.0, "respond-async"
+    return default, None
+
+
+def _admin_customer() -> int | None:
+    owner = app.current_event.get_query_string_value("customer_id") or ""  # admin scope only
+    return int(owner) if owner.isdigit() else None
+
+
+def _limit(value: str | None) -> int:
+    if value is None or value == "":
+        return DEFAULT_LIST_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST_LIMIT:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.")
+    return int(value)
 
 
 @app.get("/image/usage")
@@ -102,9 +177,14 @@ def list_models() -> Response:
 
 @app.exception_handler(ImageServiceError)
 def service_error(error: ImageServiceError) -> Response:
+    return _error(error, headers={})
+
+
+def _error(error: ImageServiceError, *, headers: dict[str, str]) -> Response:
     logger.info("request failed", extra={"error_type": error.type, "status": error.status})
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return _json(error.status, error_envelope(error), headers=headers)
+    if error.retry_after is not None:
+        headers = headers | {"Retry-After": str(error.retry_after)}
+    return _json(error.status, error_envelope(error), headers=headers or None)
 
 
 @app.exception_handler(Exception)

@@ -1,6 +1,7 @@
 """API Gateway HTTP API with the Lambda authorizer in front of the generation function.
 
-Routes: ``POST /image/generate``, ``GET /image/jobs/{job_id}``, ``GET /image/models`` (all
+Routes: ``POST /image/generate``, ``GET /image/jobs``, ``GET /image/jobs/{job_id}``,
+``GET /image/models`` (all
 behind the authorizer, served by the generation function) and ``GET /health`` (open, served by
 its own tiny function). The authorizer uses payload format 2.0 with simple responses, and its
 result is cached per ``Authorization`` header value. Every integration calls a function's
@@ -34,6 +35,7 @@ GENERATION, HEALTH = "generation", "health"
 # (method, path, authorized, served by)
 ROUTES: tuple[tuple[apigw.HttpMethod, str, bool, str], ...] = (
     (apigw.HttpMethod.POST, "/image/generate", True, GENERATION),
+    (apigw.HttpMethod.GET, "/image/jobs", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/jobs/{job_id}", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/models", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/usage", True, GENERATION),

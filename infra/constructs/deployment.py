@@ -1,7 +1,7 @@
 """Safe deploys of the generation function: CodeDeploy shifts its ``live`` alias to the new
 version (a canary per stage) and rolls back automatically when any rollback alarm fires.
 
-The other functions' aliases move at once: the authorizer, health and the Flux tasks answer no
+The other functions' aliases move at once: the authorizer, health and the job tasks answer no
 differently between versions in a way a canary would catch faster than their alarms.
 """
 

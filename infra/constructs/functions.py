@@ -1,5 +1,5 @@
-"""Lambda functions and layers: the authorizer, generation, health, the four Flux tasks, and the
-daily model catalog check.
+"""Lambda functions and layers: the authorizer, generation, health, the five job tasks, and
+the daily model catalog check.
 
 Every function runs on arm64 and ``RUNTIME``, with its own log group (retention per stage),
 its own role holding only what that function does, memory, timeout and reserved concurrency
@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.bundling import ASSET_EXCLUDES, LambdaAssets
+from infra.constructs.job_table import JobTable
 from infra.constructs.secrets import ServiceSecrets
 from infra.constructs.storage import IMAGES_PREFIX, JOBS_PREFIX, ImageStorage
 from infra.constructs.usage import UsageTable
@@ -33,7 +34,7 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
 JWT_SECRET_CACHE_TTL = Duration.minutes(5)
 LIVE_ALIAS = "live"
-FLUX = "flux"  # the provider the Flux tasks call
+FLUX = "flux"  # the one submit/poll provider: its key is all the poll task needs
 # image_service.usage: admission reads the customer's limits (GetItem), counts the minute
 # (UpdateItem), reserves in a transaction (UpdateItem, PutItem); GET /image/usage reads
 # (GetItem, Query); settling a charge is one transaction of updates.
@@ -72,6 +73,9 @@ class _Spec:
     reads_provider_keys: tuple[str, ...] = ()  # provider names
     reads_jwt_secret: bool = False
     usage_actions: tuple[str, ...] = ()  # DynamoDB item actions on the usage table
+    reads_webhook_secret: bool = False
+    writes_jobs: bool = False  # conditional writes of job records (every job function)
+    lists_jobs: bool = False  # the per-customer index (GET /image/jobs)
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,11 +90,13 @@ class ServiceFunctions(Construct):
         storage: ImageStorage,
         secrets: ServiceSecrets,
         usage: UsageTable,
+        job_table: JobTable,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
         self._storage = storage
         self._usage = usage
+        self._job_table = job_table
         self._secrets = secrets
         self._log_retention = retention(settings.log_retention_days)
 
@@ -161,71 +167,90 @@ class ServiceFunctions(Construct):
                 handler="generation.handler",
                 sizing=sizes.generation,
                 reserved_concurrency=reserved.generation,
+                # customers/: input images by key, and presigned URLs of stored images;
+                # jobs/: the job's input images (written) and an inline answer's image (read).
+                # No provider key: the job's run task calls the provider, not the request.
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
-                write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
-                delete_prefixes=(IMAGES_PREFIX,),
-                # Flux runs as a job: its calls are the workflow tasks' (the IAM probe checks).
-                reads_provider_keys=tuple(p for p in PROVIDERS if p != FLUX),
+                write_prefixes=(JOBS_PREFIX,),
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
+                writes_jobs=True,
+                lists_jobs=True,
                 environment={
                     **service_env,
                     "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
                         sizes.generation.timeout_seconds - INVOKE_TIMEOUT_MARGIN_SECONDS
                     ),
+                    "JOB_WAIT_SECONDS": str(settings.jobs.wait_seconds),
                 },
             ),
             code=generation_code,
             layers=[self.dependencies_layer, self.common_layer],
         )
 
-        flux_task_specs = {
-            "submit": _Spec(
-                id="FluxSubmit",
-                description="Flux workflow: submit the job to Black Forest Labs",
-                handler="flux_tasks.submit",
-                sizing=sizes.flux_submit,
-                reserved_concurrency=reserved.flux_submit,
-                read_prefixes=(JOBS_PREFIX,),  # the job's input (images were loaded before)
-                write_prefixes=(JOBS_PREFIX,),
-                reads_provider_keys=(FLUX,),
+        # Every task that can end a job settles its usage charge (actual cost, or released).
+        job_task_specs = {
+            "run": _Spec(
+                id="JobRun",
+                description="Job: claim, call the provider (or submit its task), store the images",
+                handler="job_tasks.run",
+                sizing=sizes.job_run,
+                reserved_concurrency=reserved.job_run,
+                read_prefixes=(JOBS_PREFIX,),  # the job's input images
+                write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                delete_prefixes=(IMAGES_PREFIX,),  # a part-way failure removes what it stored
+                reads_provider_keys=tuple(PROVIDERS),
                 usage_actions=SETTLES_USAGE,
+                writes_jobs=True,
                 environment=service_env,
             ),
             "poll": _Spec(
-                id="FluxPoll",
-                description="Flux workflow: poll the job's status",
-                handler="flux_tasks.poll",
-                sizing=sizes.flux_poll,
-                reserved_concurrency=reserved.flux_poll,
-                read_prefixes=(JOBS_PREFIX,),
-                write_prefixes=(JOBS_PREFIX,),
+                id="JobPoll",
+                description="Job: poll a submitted task's status",
+                handler="job_tasks.poll",
+                sizing=sizes.job_poll,
+                reserved_concurrency=reserved.job_poll,
                 reads_provider_keys=(FLUX,),
                 usage_actions=SETTLES_USAGE,
+                writes_jobs=True,
                 environment=service_env,
             ),
             "store": _Spec(
-                id="FluxStore",
-                description="Flux workflow: download the image, store it, finish the job record",
-                handler="flux_tasks.store",
-                sizing=sizes.flux_store,
-                reserved_concurrency=reserved.flux_store,
-                read_prefixes=(JOBS_PREFIX,),
+                id="JobStore",
+                description="Job: download a submitted task's image, store it, finish the record",
+                handler="job_tasks.store",
+                sizing=sizes.job_store,
+                reserved_concurrency=reserved.job_store,
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),
                 presign_prefixes=(IMAGES_PREFIX,),  # the finished job's image URL
                 usage_actions=SETTLES_USAGE,
-                environment=service_env,  # downloads the result URL: no key
+                writes_jobs=True,  # no provider key: the result URL is fetched without one
+                environment=service_env,
             ),
             "record_failure": _Spec(
-                id="FluxRecordFailure",
-                description="Flux workflow: write the job's final failed state",
-                handler="flux_tasks.record_failure",
-                sizing=sizes.flux_record_failure,
-                reserved_concurrency=reserved.flux_record_failure,
-                read_prefixes=(JOBS_PREFIX,),
-                write_prefixes=(JOBS_PREFIX,),
+                id="JobRecordFailure",
+                description="Job: write the job's final failed state",
+                handler="job_tasks.record_failure",
+                sizing=sizes.job_record_failure,
+                reserved_concurrency=reserved.job_record_failure,
                 usage_actions=SETTLES_USAGE,
+                writes_jobs=True,
                 environment=service_env,
+            ),
+            "notify": _Spec(
+                id="JobNotify",
+                description="Job: deliver the signed webhook of a finished job",
+                handler="job_tasks.notify",
+                sizing=sizes.job_notify,
+                reserved_concurrency=reserved.job_notify,
+                # customers/: presigned URLs in the payload; jobs/: an inline answer's image.
+                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                reads_webhook_secret=True,
+                writes_jobs=True,
+                environment={
+                    **service_env,
+                    "WEBHOOK_SECRET_ARN": secrets.webhook_secret.secret_arn,
+                },
             ),
         }
         # Other services attach this to their role to call generation directly (docs/deploy.md).
@@ -241,11 +266,11 @@ class ServiceFunctions(Construct):
             ],
         )
 
-        self.flux_tasks: dict[str, lambda_.Function] = {
+        self.job_tasks: dict[str, lambda_.Function] = {
             name: self._function(
                 spec, code=generation_code, layers=[self.dependencies_layer, self.common_layer]
             )
-            for name, spec in flux_task_specs.items()
+            for name, spec in job_task_specs.items()
         }
 
         # Same code as generation (the catalog, the providers' endpoints), its own entry point:
@@ -274,7 +299,7 @@ class ServiceFunctions(Construct):
             self.authorizer,
             self.generation,
             self.health,
-            *self.flux_tasks.values(),
+            *self.job_tasks.values(),
             self.models_check,
         ]
 
@@ -283,8 +308,8 @@ class ServiceFunctions(Construct):
         return self.aliases[function.node.scope.node.id]
 
     @property
-    def flux_task_aliases(self) -> dict[str, lambda_.Alias]:
-        return {name: self.live(fn) for name, fn in self.flux_tasks.items()}
+    def job_task_aliases(self) -> dict[str, lambda_.Alias]:
+        return {name: self.live(fn) for name, fn in self.job_tasks.items()}
 
     def _function(
         self,
@@ -366,6 +391,10 @@ class ServiceFunctions(Construct):
         self._usage.grant(role, spec.usage_actions)
         if spec.reads_jwt_secret:
             self._secrets.allow_reading_jwt_secret(role)
+        if spec.reads_webhook_secret:
+            self._secrets.allow_reading_webhook_secret(role)
+        if spec.writes_jobs or spec.lists_jobs:
+            self._job_table.grant(role, write=spec.writes_jobs, list_jobs=spec.lists_jobs)
         if self._settings.functions.tracing:
             acknowledge(role, "IAM5", X_RAY_REASON, finding="Resource::*")
         return function
@@ -385,8 +414,11 @@ class ServiceFunctions(Construct):
             "PRESIGN_EXPIRES_SECONDS": str(settings.image_url.presign_expires_seconds),
             "PROVIDER_TIMEOUT_SECONDS": str(settings.functions.provider_timeout_seconds),
             "ADMIN_SCOPE": settings.functions.admin_scope,
-            "JOB_BUDGET_SECONDS": str(settings.flux.budget_seconds),
-            "JOB_POLL_INTERVAL_SECONDS": str(settings.flux.interval_seconds),
+            "JOBS_TABLE": self._job_table.table.table_name,
+            "JOB_MAX_BUDGET_SECONDS": str(settings.jobs.max_budget_seconds),
+            "JOB_POLL_INTERVAL_SECONDS": str(settings.jobs.interval_seconds),
+            "JOB_RECORD_TTL_DAYS": str(settings.storage.job_record_expiration_days),
+            "WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, settings.jobs.webhook_retry_schedule)),
         }
         if storage.cdn_domain:
             env["IMAGE_CDN_DOMAIN"] = storage.cdn_domain

@@ -4,7 +4,7 @@ The API: 5xx and 4xx rates (ignored below a minimum volume) and p99 latency. The
 its own error count (a broken JWT secret or unreachable JWKS denies everyone) and its denial
 rate, from the metrics it emits itself. Generation: crashes, and failed direct invokes of a
 server-side type (they are answers, not Lambda errors). Every function: duration near its
-timeout, concurrency near its reservation, throttles. The Flux workflow: failed, timed out,
+timeout, concurrency near its reservation, throttles. The job workflow: failed, timed out,
 aborted or throttled executions. Webhook deliveries that gave up. Provider error rate, per
 provider. What the service spent at providers in the last hour. The daily model catalog check:
 drift found, and the check itself failing.
@@ -47,7 +47,7 @@ class ServiceMonitoring(Construct):
         authorizer: lambda_.Function,
         generation: lambda_.Function,
         functions: Mapping[str, lambda_.Function],
-        flux_state_machine: sfn.IStateMachine,
+        job_state_machine: sfn.IStateMachine,
         models_check: lambda_.Function,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -183,24 +183,24 @@ class ServiceMonitoring(Construct):
             threshold=monitoring.throttles_threshold,
         )
 
-        # --- the Flux workflow, webhooks -----------------------------------------------------
+        # --- the job workflow, webhooks -----------------------------------------------------
         self._alarm(
-            "FluxJobFailures",
-            "Flux jobs failed (provider error, moderation, timeout or a task failure)",
+            "JobFailures",
+            "Jobs failed (provider error, moderation, timeout or a task failure)",
             self._sum(
                 {
-                    "failed": flux_state_machine.metric_failed(period=self._period),
-                    "timedout": flux_state_machine.metric_timed_out(period=self._period),
-                    "aborted": flux_state_machine.metric_aborted(period=self._period),
+                    "failed": job_state_machine.metric_failed(period=self._period),
+                    "timedout": job_state_machine.metric_timed_out(period=self._period),
+                    "aborted": job_state_machine.metric_aborted(period=self._period),
                 },
-                "failed Flux jobs",
+                "failed jobs",
             ),
-            threshold=monitoring.flux_failures_threshold,
+            threshold=monitoring.job_failures_threshold,
         )
         self._alarm(
-            "FluxExecutionThrottles",
-            "Step Functions throttled starting or running Flux executions",
-            flux_state_machine.metric_throttled(period=self._period, statistic="Sum"),
+            "JobExecutionThrottles",
+            "Step Functions throttled starting or running job executions",
+            job_state_machine.metric_throttled(period=self._period, statistic="Sum"),
             threshold=monitoring.throttles_threshold,
         )
         self._alarm(

@@ -10,7 +10,8 @@ Behaviour switches for tests and demos ride in the prompt, so any client can tri
 ``[server-error]`` → 500, ``[garbage]`` → a 200 that is not the expected shape,
 ``[slow]`` → the answer waits ``slow_seconds``. And on every emulator,
 ``GET /_emulator/redirect?to=<url>`` answers ``302 Location: <url>``: a redirect from an origin
-the local stack trusts, to prove that the URL guard checks every hop.
+the local stack trusts, to prove that the URL guard checks every hop. ``[delay=N]`` → the answer
+waits N seconds (a 40 s gpt-image-2 at ``high``: ``[delay=40]``; at most ``MAX_DELAY_SECONDS``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ from PIL import Image, ImageDraw
 TRIGGERS = ("[moderate]", "[rate-limit]", "[server-error]", "[garbage]", "[slow]")
 PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 REDIRECT_PATH = "/_emulator/redirect"
+DELAY = re.compile(r"\[delay=(\d+(?:\.\d+)?)\]")
+MAX_DELAY_SECONDS = 600.0
 
 
 @dataclass
@@ -166,6 +170,9 @@ class Emulator:
     def maybe_slow(self, prompt: str | None) -> None:
         if prompt and "[slow]" in prompt:
             time.sleep(self.slow_seconds)
+        delay = DELAY.search(prompt or "")
+        if delay:
+            time.sleep(min(float(delay[1]), MAX_DELAY_SECONDS))
 
     # --- in-process -------------------------------------------------------------------------
 

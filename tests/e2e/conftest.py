@@ -18,14 +18,22 @@ from image_common.credentials import PROVIDER_ENDPOINTS
 from local.emulators import EMULATORS
 from local.stack import LocalStack
 from local.token import mint_token
+from tests.webhook_receiver import WebhookReceiver
 
 E2E_JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # HS256: at least 32 bytes
+
+
+# Compressed time: the request waits 2 s for a job (20 s deployed) and a failed webhook is
+# retried after 1 s (5 s deployed), so a "40 s" generation is a [delay=4] one here.
+E2E_JOB_WAIT_SECONDS = "2"
+E2E_WEBHOOK_RETRY_SCHEDULE = "1,1"
 
 
 @dataclass
 class RunningStack:
     stack: LocalStack
     base_url: str
+    receiver: WebhookReceiver
 
     def token(
         self,
@@ -52,7 +60,9 @@ class RunningStack:
 
 @pytest.fixture(scope="package")
 def local_stack() -> Iterator[RunningStack]:
-    """The stack on a free port, as on a fresh machine: no provider keys, no AWS endpoint."""
+    """The stack on a free port, as on a fresh machine: no provider keys, no AWS endpoint; a
+    webhook receiver on loopback whose origin the stack trusts."""
+    receiver = WebhookReceiver().start()
     with pytest.MonkeyPatch.context() as env:
         prefixes = {prefix for prefix, _ in PROVIDER_ENDPOINTS.values()}
         prefixes |= {prefix for prefix, _ in EMULATORS.values()}
@@ -68,14 +78,18 @@ def local_stack() -> Iterator[RunningStack]:
         env.setenv("RATE_LIMIT_PER_MINUTE", "100000")
         env.setenv("DAILY_BUDGET_USD", "100000")
         env.setenv("MONTHLY_BUDGET_USD", "100000")
+        env.setenv("JOB_WAIT_SECONDS", E2E_JOB_WAIT_SECONDS)
+        env.setenv("WEBHOOK_RETRY_SCHEDULE", E2E_WEBHOOK_RETRY_SCHEDULE)
+        env.setenv("TRUSTED_CALLBACK_ORIGINS", receiver.origin)
         for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL"):
             env.delenv(name, raising=False)
         env.setenv("JWT_SECRET", E2E_JWT_SECRET)
         stack = LocalStack(port=0).start()
         try:
-            yield RunningStack(stack=stack, base_url=stack.base_url)
+            yield RunningStack(stack=stack, base_url=stack.base_url, receiver=receiver)
         finally:
             stack.stop()
+            receiver.stop()
 
 
 @pytest.fixture(scope="package")

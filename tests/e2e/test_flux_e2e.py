@@ -1,6 +1,7 @@
 """Flux jobs on the local stack over real HTTP: 202 → poll ``/image/jobs/{id}`` → the image; a
 moderated prompt → the job fails with 422; another customer → 404. The jobs run the workflow's
-own task handlers (``JOB_RUNNER=local``) against the BFL emulator, with the deployed interval."""
+own task handlers (the local stack's runner) against the BFL emulator, with the deployed
+interval; ``Prefer: respond-async`` asks for the 202 without waiting."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def start(api, local_stack, prompt: str, customer_id: int = 1, **image) -> dict:
     response = api.post(
         "/image/generate",
         json=flux_body(prompt, customer_id=customer_id, **image),
-        headers=local_stack.auth(customer_id),
+        headers=local_stack.auth(customer_id) | {"prefer": "respond-async"},
     )
     assert response.status_code == 202, response.text
     return response.json()["data"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from infra.bundling import LAMBDA_PYTHON_VERSION
@@ -17,10 +15,11 @@ HANDLERS = {
     "authorizer.handler",
     "generation.handler",
     "health.handler",
-    "flux_tasks.submit",
-    "flux_tasks.poll",
-    "flux_tasks.store",
-    "flux_tasks.record_failure",
+    "job_tasks.run",
+    "job_tasks.poll",
+    "job_tasks.store",
+    "job_tasks.record_failure",
+    "job_tasks.notify",
     "models_check.handler",
 }
 
@@ -88,10 +87,11 @@ def test_every_function_runs_on_arm64_and_the_layer_build_python(synthesized):
         ("authorizer.handler", "authorizer"),
         ("generation.handler", "generation"),
         ("health.handler", "health"),
-        ("flux_tasks.submit", "flux_submit"),
-        ("flux_tasks.poll", "flux_poll"),
-        ("flux_tasks.store", "flux_store"),
-        ("flux_tasks.record_failure", "flux_record_failure"),
+        ("job_tasks.run", "job_run"),
+        ("job_tasks.poll", "job_poll"),
+        ("job_tasks.store", "job_store"),
+        ("job_tasks.record_failure", "job_record_failure"),
+        ("job_tasks.notify", "job_notify"),
         ("models_check.handler", "models_check"),
     ],
 )
@@ -101,15 +101,18 @@ def test_memory_and_timeout_come_from_the_stage_settings(dev, handler, sizing):
     assert (props["MemorySize"], props["Timeout"]) == (expected.memory_mb, expected.timeout_seconds)
 
 
-def test_generation_outlives_the_flux_budget_for_direct_invokes(synthesized):
+def test_generation_outlives_the_job_budget_for_direct_invokes(synthesized):
     generation = _functions(synthesized)["generation.handler"]
-    assert generation["Timeout"] > synthesized.settings.flux.budget_seconds
+    budget = synthesized.settings.jobs.max_budget_seconds
+    assert generation["Timeout"] > budget
     env = generation["Environment"]["Variables"]
     assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) < generation["Timeout"]
     # the direct invoke's wait reaches the job's deadline: budget plus the finalize grace
-    deadline = synthesized.settings.flux.budget_seconds + JOB_FINALIZE_GRACE_SECONDS
-    assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) >= deadline
+    assert int(env["INVOKE_PROVIDER_TIMEOUT_SECONDS"]) >= budget + JOB_FINALIZE_GRACE_SECONDS
     assert int(env["PROVIDER_TIMEOUT_SECONDS"]) < 29  # the HTTP path lives inside API Gateway's
+    assert int(env["JOB_WAIT_SECONDS"]) <= 25  # and so does the wait for a job
+    run = _functions(synthesized)["job_tasks.run"]
+    assert int(run["Environment"]["Variables"]["JOB_MAX_BUDGET_SECONDS"]) < run["Timeout"]
 
 
 def test_each_function_logs_to_its_own_group_with_the_stage_retention(synthesized):
@@ -151,7 +154,10 @@ def test_service_functions_know_the_bucket_and_url_mode(dev, prod):
             assert env["IMAGE_BUCKET"] == {"Ref": bucket}
             assert env["IMAGE_URL_MODE"] == mode
             assert ("IMAGE_CDN_DOMAIN" in env) == (mode == "cloudfront")
-            assert ("FLUX_STATE_MACHINE_ARN" in env) == (handler == "generation.handler")
+            assert ("JOB_STATE_MACHINE_ARN" in env) == (handler == "generation.handler")
+            assert ("WEBHOOK_SECRET_ARN" in env) == (handler == "job_tasks.notify")
+            table = synth.logical_id(synth.stack.node.find_child("Jobs").table)
+            assert env["JOBS_TABLE"] == {"Ref": table}
             assert env["POWERTOOLS_SERVICE_NAME"] == synth.settings.resource_prefix
 
 
@@ -216,53 +222,95 @@ def test_authorizer_in_jwks_mode_has_issuer_audience_and_no_secret(jwks):
     assert not any("Fn::FindInMap" in layer for layer in props["Layers"])
 
 
-def test_generation_may_write_only_customers_and_jobs_and_delete_only_images(synthesized):
+def test_generation_reads_customers_and_jobs_and_writes_only_job_inputs(synthesized):
     assert _grants(synthesized, "generation.handler") == {
         "s3:GetObject": {"/customers/*", "/jobs/*"},
-        "s3:PutObject": {"/customers/*", "/jobs/*"},
-        "s3:DeleteObject": {"/customers/*"},  # a part-way failure removes what it stored
+        "s3:PutObject": {"/jobs/*"},
     }
 
 
-def test_generation_may_start_only_its_state_machine_and_read_only_provider_keys(synthesized):
+def test_generation_may_start_only_its_state_machine_and_reads_no_secret(synthesized):
     stack = synthesized.stack
-    workflow = stack.resolve(stack.node.find_child("FluxWorkflow").state_machine.state_machine_arn)
-    secrets = stack.node.find_child("Secrets").provider_keys
+    workflow = stack.resolve(stack.node.find_child("JobWorkflow").state_machine.state_machine_arn)
     statements = _statements(synthesized, "generation.handler")
     starts = [s for s in statements if any(a.startswith("states:") for a in _actions(s))]
     assert [(_actions(s), _resources(s)) for s in starts] == [
         ({"states:StartExecution"}, [workflow])
     ]
-    reads = [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
-    assert {a for s in reads for a in _actions(s)} == {"secretsmanager:GetSecretValue"}
-    assert sorted((json.dumps(r) for s in reads for r in _resources(s))) == sorted(
-        json.dumps(stack.resolve(secret.secret_arn))
-        for provider, secret in secrets.items()
-        if provider != "flux"  # Flux runs as a job: the workflow's tasks call it
-    )
+    # the job's run task calls the provider; the request never does
+    assert not [s for s in statements if any(a.startswith("secretsmanager:") for a in _actions(s))]
 
 
 @pytest.mark.parametrize(
     ("handler", "expected"),
     [
-        ("flux_tasks.submit", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
-        ("flux_tasks.poll", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
-        (  # GetObject on customers/*: the presigned URL of the image it stores
-            "flux_tasks.store",
+        (
+            "job_tasks.run",
             {
                 "s3:GetObject": {"/customers/*", "/jobs/*"},
                 "s3:PutObject": {"/customers/*", "/jobs/*"},
-                "s3:DeleteObject": {"/customers/*"},
+                "s3:DeleteObject": {"/customers/*"},  # a part-way failure removes what it stored
             },
         ),
-        ("flux_tasks.record_failure", {"s3:GetObject": {"/jobs/*"}, "s3:PutObject": {"/jobs/*"}}),
+        ("job_tasks.poll", {}),
+        (
+            "job_tasks.store",
+            {"s3:PutObject": {"/customers/*", "/jobs/*"}, "s3:DeleteObject": {"/customers/*"}},
+        ),
+        ("job_tasks.record_failure", {}),
+        ("job_tasks.notify", {"s3:GetObject": {"/customers/*", "/jobs/*"}}),
         ("authorizer.handler", {}),
         ("health.handler", {}),
         ("models_check.handler", {}),
     ],
 )
-def test_each_flux_task_and_the_authorizer_touch_only_their_prefixes(dev, handler, expected):
+def test_each_job_task_and_the_authorizer_touch_only_their_prefixes(dev, handler, expected):
     assert _grants(dev, handler) == expected
+
+
+def _dynamodb(synth, handler: str) -> dict[str, list]:
+    grants: dict[str, list] = {}
+    for statement in _statements(synth, handler):
+        for action in _actions(statement):
+            if action.startswith("dynamodb:"):
+                grants.setdefault(action, []).extend(_resources(statement))
+    return grants
+
+
+@pytest.mark.parametrize(
+    ("handler", "actions"),
+    [
+        ("generation.handler", {"GetItem", "PutItem", "UpdateItem", "Query"}),
+        ("job_tasks.run", {"GetItem", "PutItem", "UpdateItem"}),
+        ("job_tasks.poll", {"GetItem", "PutItem", "UpdateItem"}),
+        ("job_tasks.store", {"GetItem", "PutItem", "UpdateItem"}),
+        ("job_tasks.record_failure", {"GetItem", "PutItem", "UpdateItem"}),
+        ("job_tasks.notify", {"GetItem", "PutItem", "UpdateItem"}),
+        ("authorizer.handler", set()),
+        ("health.handler", set()),
+    ],
+)
+def test_job_records_are_reachable_only_as_each_function_needs(dev, handler, actions):
+    table = {"Fn::GetAtt": [dev.logical_id(dev.stack.node.find_child("Jobs").table), "Arn"]}
+    grants = _dynamodb(dev, handler)
+    assert {a.removeprefix("dynamodb:") for a in grants} == actions
+    for action, resources in grants.items():
+        if action == "dynamodb:Query":  # the listing: the customer index only
+            assert resources == [{"Fn::Join": ["", [table, "/index/by_customer"]]}]
+        else:
+            assert resources == [table]
+
+
+def test_only_the_notify_task_reads_the_webhook_secret(dev):
+    secret = dev.stack.resolve(dev.stack.node.find_child("Secrets").webhook_secret.secret_arn)
+    for handler in HANDLERS:
+        reads = [
+            r
+            for s in _statements(dev, handler)
+            if "secretsmanager:GetSecretValue" in _actions(s)
+            for r in _resources(s)
+        ]
+        assert (secret in reads) == (handler == "job_tasks.notify"), handler
 
 
 def test_no_function_has_wildcard_actions_or_resources_beyond_x_ray(synthesized):
@@ -328,10 +376,11 @@ def test_reserved_concurrency_per_function_comes_from_the_stage(dev, prod, jwks)
         "authorizer.handler": "authorizer",
         "generation.handler": "generation",
         "health.handler": "health",
-        "flux_tasks.submit": "flux_submit",
-        "flux_tasks.poll": "flux_poll",
-        "flux_tasks.store": "flux_store",
-        "flux_tasks.record_failure": "flux_record_failure",
+        "job_tasks.run": "job_run",
+        "job_tasks.poll": "job_poll",
+        "job_tasks.store": "job_store",
+        "job_tasks.record_failure": "job_record_failure",
+        "job_tasks.notify": "job_notify",
         "models_check.handler": "models_check",  # daily: shares the pool in both stages
     }
     for synth in (dev, prod):

@@ -11,10 +11,11 @@ FUNCTION_IDS = (
     "Authorizer",
     "Generation",
     "Health",
-    "FluxSubmit",
-    "FluxPoll",
-    "FluxStore",
-    "FluxRecordFailure",
+    "JobRun",
+    "JobPoll",
+    "JobStore",
+    "JobRecordFailure",
+    "JobNotify",
     "ModelsCheck",
 )
 RESERVING_IDS = tuple(f for f in FUNCTION_IDS if f != "ModelsCheck")  # the daily check: none
@@ -27,8 +28,8 @@ ALARMS = {
     "GenerationErrors",
     "InvokeFailures",
     "LambdaThrottles",
-    "FluxJobFailures",
-    "FluxExecutionThrottles",
+    "JobFailures",
+    "JobExecutionThrottles",
     "WebhookDeliveryFailures",
     "CostPerHour",
     "ModelCatalogDrift",
@@ -41,7 +42,9 @@ OUTPUTS = {
     "ApiUrl",
     "ImageBucketName",
     "UsageTableName",
-    "FluxStateMachineArn",
+    "JobsTableName",
+    "JobStateMachineArn",
+    "WebhookSecretArn",
     "GenerationFunctionName",
     "GenerationFunctionArn",
     "GenerationAliasArn",
@@ -50,10 +53,11 @@ OUTPUTS = {
     "InvokeGenerationPolicyArn",
     "AuthorizerFunctionName",
     "AlarmTopicArn",
-    "FluxSubmitFunctionName",
-    "FluxPollFunctionName",
-    "FluxStoreFunctionName",
-    "FluxRecordFailureFunctionName",
+    "JobRunFunctionName",
+    "JobPollFunctionName",
+    "JobStoreFunctionName",
+    "JobRecordFailureFunctionName",
+    "JobNotifyFunctionName",
     "ModelsCheckFunctionName",
     *(f"{p.env_prefix.title()}ApiKeySecretArn" for p in PROVIDERS.values()),
 }
@@ -175,12 +179,12 @@ def test_throttle_alarm_covers_every_function(dev):
 
 
 def test_step_functions_failures_and_throttles_are_alarmed(dev):
-    failures = {m["MetricName"] for m in _metric_stats(_alarms(dev)["FluxJobFailures"])}
+    failures = {m["MetricName"] for m in _metric_stats(_alarms(dev)["JobFailures"])}
     assert failures == {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"}
-    assert _alarms(dev)["FluxJobFailures"]["Threshold"] == (
-        dev.settings.monitoring.flux_failures_threshold
+    assert _alarms(dev)["JobFailures"]["Threshold"] == (
+        dev.settings.monitoring.job_failures_threshold
     )
-    assert _alarms(dev)["FluxExecutionThrottles"]["MetricName"] == "ExecutionThrottled"
+    assert _alarms(dev)["JobExecutionThrottles"]["MetricName"] == "ExecutionThrottled"
 
 
 def test_webhook_failures_and_cost_per_hour_read_the_services_own_metrics(dev):

@@ -29,7 +29,7 @@ def test_dev_and_prod_differ_where_they_should():
     assert (dev.image_url.mode, prod.image_url.mode) == ("presigned", "cloudfront")
     assert (dev.storage.retain_data, prod.storage.retain_data) == (False, True)
     assert prod.log_retention_days > dev.log_retention_days
-    assert not prod.flux.log_execution_data  # prompts stay out of prod logs
+    assert not prod.jobs.log_execution_data  # prompts stay out of prod logs
 
 
 def test_unknown_stage_lists_the_defined_ones():
@@ -83,21 +83,36 @@ def test_an_existing_secret_needs_its_complete_arn():
         _load({"jwt": {"secret_arn": SECRET_ARN.removesuffix("-AbCdEf")}})
 
 
-def test_generation_must_outlive_the_flux_budget():
-    with pytest.raises(SettingsError, match="must exceed flux.budget_seconds"):
+def test_generation_must_outlive_the_job_budget():
+    with pytest.raises(SettingsError, match="must exceed jobs.max_budget_seconds"):
         _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 60}}})
 
 
-def test_generation_must_outlive_the_flux_jobs_deadline_not_just_its_budget():
+def test_generation_must_outlive_the_jobs_deadline_not_just_its_budget():
     # A direct invoke waits until budget + the finalize grace (60 + 30 s), and stops 10 s
     # before its own timeout: 80 s would give up on jobs that are still going to succeed.
+    jobs = {"max_budget_seconds": 60}
     with pytest.raises(SettingsError, match="at least 100"):
-        _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 80}}})
-    assert _load({"functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 100}}})
+        _load(
+            {"jobs": jobs, "functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 80}}}
+        )
+    assert _load(
+        {"jobs": jobs, "functions": {"generation": {"memory_mb": 1024, "timeout_seconds": 100}}}
+    )
+
+
+def test_the_run_task_must_outlive_the_job_budget():
+    with pytest.raises(SettingsError, match="functions.job_run.timeout_seconds"):
+        _load({"functions": {"job_run": {"memory_mb": 1024, "timeout_seconds": 200}}})
+
+
+def test_the_wait_for_a_job_fits_api_gateway():
+    with pytest.raises(SettingsError, match="jobs.wait_seconds"):
+        _load({"jobs": {"wait_seconds": 29}})
 
 
 def test_the_finalize_grace_matches_the_generation_code():
-    from image_service.jobs import FINALIZE_GRACE_SECONDS
+    from image_service.job_records import FINALIZE_GRACE_SECONDS
     from infra.settings import JOB_FINALIZE_GRACE_SECONDS
 
     assert JOB_FINALIZE_GRACE_SECONDS == FINALIZE_GRACE_SECONDS

@@ -1,4 +1,5 @@
-"""The Flux state machine as deployed, and secrets that the template references but never holds."""
+"""The job state machine and table as deployed, and secrets that the template references but
+never holds."""
 
 from __future__ import annotations
 
@@ -6,23 +7,20 @@ import json
 
 import pytest
 
-from infra.constructs.flux_workflow import execution_timeout_seconds
-from infra.flux_definition import (
-    ERROR_MODERATED,
-    ERROR_PROVIDER,
-    ERROR_TASK_FAILED,
-    ERROR_TIMEOUT,
-    build_flux_definition,
-    flux_definition_template,
+from image_service import job_store
+from infra.constructs import job_table
+from infra.job_definition import (
+    ERROR_JOB_FAILED,
+    PLACEHOLDERS,
+    TASKS,
+    build_job_definition,
+    job_definition_template,
 )
 from infra.service_code import PROVIDERS
 from tests.infra.conftest import EXISTING_OPENAI_SECRET
 
 TASK_HANDLERS = {
-    "SubmitFunctionArn": "flux_tasks.submit",
-    "PollFunctionArn": "flux_tasks.poll",
-    "StoreFunctionArn": "flux_tasks.store",
-    "RecordFailureFunctionArn": "flux_tasks.record_failure",
+    PLACEHOLDERS[task].removeprefix("${").removesuffix("}"): f"job_tasks.{task}" for task in TASKS
 }
 
 
@@ -31,24 +29,25 @@ def _state_machine(synth) -> dict:
     return machine["Properties"]
 
 
+def _definition(**arns) -> dict:
+    return build_job_definition({t: arns.get(t, t) for t in TASKS}, worker_timeout_seconds=300)
+
+
 def test_the_deployed_definition_is_the_one_tests_execute(synthesized):
     machine = _state_machine(synthesized)
-    deployed = json.loads(machine["DefinitionString"])
-    timeout = execution_timeout_seconds(synthesized.settings)
-    assert deployed == flux_definition_template(timeout_seconds=timeout)
-    # Substituting the ARNs gives exactly what build_flux_definition makes for them.
+    worker_timeout = synthesized.settings.functions.job_run.timeout_seconds
+    assert json.loads(machine["DefinitionString"]) == job_definition_template(
+        worker_timeout_seconds=worker_timeout
+    )
     arns = {
         name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in TASK_HANDLERS
     }
     substituted = machine["DefinitionString"]
     for name, arn in arns.items():
         substituted = substituted.replace("${" + name + "}", arn)
-    assert json.loads(substituted) == build_flux_definition(
-        arns["SubmitFunctionArn"],
-        arns["PollFunctionArn"],
-        arns["StoreFunctionArn"],
-        arns["RecordFailureFunctionArn"],
-        timeout_seconds=timeout,
+    by_task = {task: arns[PLACEHOLDERS[task][2:-1]] for task in TASKS}
+    assert json.loads(substituted) == build_job_definition(
+        by_task, worker_timeout_seconds=worker_timeout
     )
 
 
@@ -60,26 +59,28 @@ def test_each_placeholder_is_the_live_alias_of_the_matching_task_function(synthe
     }
 
 
-def test_state_machine_is_express_with_full_logging_and_tracing(synthesized):
+def test_state_machine_is_standard_with_full_logging_and_tracing(synthesized):
     machine = _state_machine(synthesized)
-    assert machine["StateMachineType"] == "EXPRESS"
+    assert machine["StateMachineType"] == "STANDARD"
     assert machine["LoggingConfiguration"]["Level"] == "ALL"
     assert machine["LoggingConfiguration"]["IncludeExecutionData"] == (
-        synthesized.settings.flux.log_execution_data
+        synthesized.settings.jobs.log_execution_data
     )
     assert machine["TracingConfiguration"] == {"Enabled": True}
     synthesized.template.has_resource_properties(
         "AWS::Logs::LogGroup",
-        {"LogGroupName": f"/aws/vendedlogs/states/{synthesized.settings.resource_prefix}-flux"},
+        {"LogGroupName": f"/aws/vendedlogs/states/{synthesized.settings.resource_prefix}-jobs"},
     )
 
 
-def test_execution_timeout_covers_the_budget_within_express_limits(synthesized):
-    timeout = json.loads(_state_machine(synthesized)["DefinitionString"])["TimeoutSeconds"]
-    assert synthesized.settings.flux.budget_seconds < timeout <= 300
+def test_the_run_task_outlives_the_job_budget(synthesized):
+    run = json.loads(_state_machine(synthesized)["DefinitionString"])["States"]["Run"]
+    settings = synthesized.settings
+    assert settings.jobs.max_budget_seconds < settings.functions.job_run.timeout_seconds
+    assert run["TimeoutSeconds"] > settings.functions.job_run.timeout_seconds
 
 
-def test_state_machine_role_invokes_only_the_four_tasks_live_aliases(synthesized):
+def test_state_machine_role_invokes_only_the_five_tasks_live_aliases(synthesized):
     aliases = synthesized.live_alias_ids()
     role_id = _state_machine(synthesized)["RoleArn"]["Fn::GetAtt"][0]
     statements = [
@@ -95,25 +96,20 @@ def test_state_machine_role_invokes_only_the_four_tasks_live_aliases(synthesized
     )
 
 
-def test_every_failure_ends_in_a_typed_error_after_recording_it():
-    states = build_flux_definition("s", "p", "st", "rf")["States"]
-    fails = {name: s["Error"] for name, s in states.items() if s["Type"] == "Fail"}
-    assert set(fails.values()) == {
-        ERROR_MODERATED,
-        ERROR_PROVIDER,
-        ERROR_TIMEOUT,
-        ERROR_TASK_FAILED,
-    }
-    for name in ("Submit", "Poll", "Store"):
+def test_every_step_that_can_fail_is_caught_and_recorded():
+    states = _definition()["States"]
+    for name in ("Run", "Poll", "Store"):
         assert states[name]["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
         ]
-    assert states["RecordFailure"]["ResultPath"] is None
-    assert states["RecordFailure"]["Next"] == "FailureKind"
+    assert states["RecordFailure"]["Next"] == "Notify"
+    assert states["Notify"]["Catch"][0]["Next"] == "Outcome"  # a webhook never fails a job
+    fails = {s["Error"] for s in states.values() if s["Type"] == "Fail"}
+    assert fails == {ERROR_JOB_FAILED}
 
 
 def test_every_transition_names_an_existing_state():
-    definition = build_flux_definition("s", "p", "st", "rf")
+    definition = _definition()
     states = definition["States"]
     targets = {definition["StartAt"]}
     for state in states.values():
@@ -122,6 +118,46 @@ def test_every_transition_names_an_existing_state():
         targets |= {catch["Next"] for catch in state.get("Catch", [])}
     assert targets <= set(states)
     assert set(states) - targets == set()  # nothing unreachable
+
+
+# --- the jobs table -------------------------------------------------------------------------------
+
+
+def test_the_table_is_the_one_the_code_expects(synthesized):
+    (table,) = synthesized.resources("AWS::DynamoDB::GlobalTable").values()
+    props = table["Properties"]
+    assert props["KeySchema"] == job_store.TABLE["KeySchema"]
+    assert sorted(props["AttributeDefinitions"], key=json.dumps) == sorted(
+        job_store.TABLE["AttributeDefinitions"], key=json.dumps
+    )
+    (index,) = props["GlobalSecondaryIndexes"]
+    (expected,) = job_store.TABLE["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == expected["IndexName"] == job_store.INDEX_NAME
+    assert index["KeySchema"] == expected["KeySchema"]
+    assert index["Projection"] == expected["Projection"]
+    assert props["TimeToLiveSpecification"] == {
+        "AttributeName": job_store.TTL_ATTRIBUTE, "Enabled": True,
+    }  # fmt: skip
+    for name in (
+        "PARTITION_KEY",
+        "INDEX_NAME",
+        "INDEX_PARTITION_KEY",
+        "INDEX_SORT_KEY",
+        "TTL_ATTRIBUTE",
+    ):
+        assert getattr(job_table, name) == getattr(job_store, name), name
+
+
+def test_the_table_is_on_demand_encrypted_and_recoverable(synthesized):
+    (table,) = synthesized.resources("AWS::DynamoDB::GlobalTable").values()
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    (replica,) = props["Replicas"]
+    assert replica["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    retain = synthesized.settings.storage.retain_data
+    assert replica.get("DeletionProtectionEnabled", False) is retain
+    assert table["DeletionPolicy"] == ("Retain" if retain else "Delete")
 
 
 def test_secrets_are_generated_never_written_into_the_template(synthesized):
@@ -148,10 +184,10 @@ def test_functions_get_secret_arns_not_values(synthesized):
 
 
 def test_an_existing_provider_secret_is_referenced_by_its_arn_and_the_others_created(jwks):
-    # four providers' secrets created, OpenAI's referenced; no JWT secret in jwks mode
-    jwks.template.resource_count_is("AWS::SecretsManager::Secret", len(PROVIDERS) - 1)
-    generation = _function_env(jwks, "generation.handler")
-    assert generation["OPENAI_API_KEY_SECRET_ARN"] == EXISTING_OPENAI_SECRET
+    # four providers' secrets created, OpenAI's referenced, the webhook secret; no JWT secret
+    jwks.template.resource_count_is("AWS::SecretsManager::Secret", len(PROVIDERS) - 1 + 1)
+    run = _function_env(jwks, "job_tasks.run")
+    assert run["OPENAI_API_KEY_SECRET_ARN"] == EXISTING_OPENAI_SECRET
 
 
 def test_one_secret_per_provider_each_holding_an_api_key_field(dev):
@@ -168,11 +204,12 @@ def test_one_secret_per_provider_each_holding_an_api_key_field(dev):
 @pytest.mark.parametrize(
     ("handler", "providers"),
     [
-        ("generation.handler", set(PROVIDERS) - {"flux"}),  # Flux runs in the workflow
-        ("flux_tasks.submit", {"flux"}),
-        ("flux_tasks.poll", {"flux"}),
-        ("flux_tasks.store", set()),
-        ("flux_tasks.record_failure", set()),
+        ("generation.handler", set()),  # the job's run task calls the provider, not the request
+        ("job_tasks.run", set(PROVIDERS)),
+        ("job_tasks.poll", {"flux"}),
+        ("job_tasks.store", set()),
+        ("job_tasks.record_failure", set()),
+        ("job_tasks.notify", set()),
         ("authorizer.handler", set()),
         ("health.handler", set()),
     ],

@@ -16,9 +16,7 @@ from image_service.providers.base import (
     ProviderResult,
 )
 from image_service.registry import MODELS
-from image_service.service import ImageService
-from image_service.storage import ImageStore
-from tests.conftest import generate, http_event, image_bytes, request_body
+from tests.conftest import generate, http_event, image_bytes, inline_service, request_body
 
 
 @pytest.fixture
@@ -175,6 +173,6 @@ def test_batches_with_one_unknown_figure_fall_back_to_the_registry_price(s3, set
         def generate(self, request):
             return ProviderResult(images=[image], sent={}, cost_usd=next(figures))
 
-    service = ImageService(settings, ImageStore(settings), provider_for=lambda _: Provider())
+    service = inline_service(settings, provider_for=lambda _: Provider())
     data = generate(service, model="core", n=3)
     assert data["cost_usd"] == pytest.approx(3 * 0.03)

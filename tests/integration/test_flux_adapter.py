@@ -24,7 +24,7 @@ from image_common.errors import (
 from image_service import http as service_http
 from image_service.models import parse_request
 from image_service.providers import flux
-from tests.conftest import PROVIDER_KEYS, request_body
+from tests.conftest import PROVIDER_KEYS, generate, request_body
 
 SPEC_NAME = "bfl-openapi-excerpt.yaml"
 SPEC_PATH = Path(__file__).parents[1] / "specs" / SPEC_NAME  # vendored
@@ -196,7 +196,7 @@ def test_poll_is_pending_then_ready_with_a_sample_and_seed(bfl):
     assert [first.status, second.status] == ["Pending", "Pending"]
     assert first.progress is not None and first.progress < 1
     assert third.status == "Ready" and third.seed == 99
-    assert third.sample_url.startswith(f"{bfl.base_url}/delivery/")
+    assert third.result_url.startswith(f"{bfl.base_url}/delivery/")
     assert all(r.headers["x-key"] == PROVIDER_KEYS["flux"] for r in bfl.polls())
 
 
@@ -266,7 +266,7 @@ def test_the_sample_has_the_size_or_shape_that_was_asked_for(bfl, model, body, s
 def ready_sample(bfl, output_format: str = "png") -> str:
     body = {"prompt": "a fox [polls=0]", "output_format": output_format}
     submission = flux.submit("flux-dev", body)
-    return flux.poll(submission.task_id, submission.polling_url).sample_url
+    return flux.poll(submission.task_id, submission.polling_url).result_url
 
 
 def test_the_sample_is_downloaded_without_the_x_key_header(bfl):
@@ -308,20 +308,19 @@ def test_a_sample_url_that_is_not_https_is_refused(bfl, monkeypatch, settings):
     assert not any(r.path.startswith("/delivery/") for r in bfl.requests)
 
 
-# --- the whole exchange in-process ------------------------------------------------------------
+# --- the whole exchange, as a job ------------------------------------------------------------
 
 
-def test_generate_chains_submit_poll_and_download(image_service, bfl):
-    request = parse_request(request_body("a fox [polls=2]", model="flux-pro-1.1", seed=5))
-    prepared = image_service.prepare(request, timeout_seconds=5)
-    result = flux.FluxProvider(interval_seconds=0).generate(prepared.provider_request)
-    assert result.images[0].seed == 5 and result.images[0].image.mime_type == "image/jpeg"
-    assert result.cost_usd == pytest.approx(0.04)
-    assert len(bfl.polls()) == 3 and bfl.key_leaks == []
+def test_a_flux_job_chains_submit_poll_and_download(service_with, bfl):
+    service = service_with(job_poll_interval_seconds=0.01)
+    data = generate(service, "a fox [polls=2]", model="flux-pro-1.1", seed=5)
+    assert data["seed"] == 5 and data["content_type"] == "image/jpeg"
+    assert data["cost_usd"] == pytest.approx(0.04)
+    assert len(bfl.submissions()) == 1 and len(bfl.polls()) == 3 and bfl.key_leaks == []
 
 
-def test_generate_gives_up_after_its_timeout(image_service, bfl):
-    request = parse_request(request_body("a fox [pending]", model="flux-dev"))
-    prepared = image_service.prepare(request, timeout_seconds=0.05)
-    with pytest.raises(ProviderTimeout):
-        flux.FluxProvider(interval_seconds=0.01).generate(prepared.provider_request)
+def test_a_flux_job_gives_up_after_its_budget(service_with, bfl):
+    service = service_with(job_poll_interval_seconds=0.05, job_max_budget_seconds=1.0)
+    with pytest.raises(ProviderTimeout, match="1 s budget"):
+        generate(service, "a fox [pending]", model="flux-dev")
+    assert len(bfl.submissions()) == 1 and len(bfl.polls()) >= 1  # submitted once, polled

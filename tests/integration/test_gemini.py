@@ -16,7 +16,14 @@ from image_common.errors import (
     ProviderRateLimited,
 )
 from local.emulators import gemini as gemini_emulator
-from tests.conftest import PROVIDER_KEYS, TEST_BUCKET, data_url, generate, image_bytes
+from tests.conftest import (
+    PROVIDER_KEYS,
+    TEST_BUCKET,
+    data_url,
+    generate,
+    image_bytes,
+    inline_service,
+)
 
 KEY = PROVIDER_KEYS["google"]
 BASE = "https://google.emulator.test/v1beta/models"
@@ -309,11 +316,9 @@ def test_enabled_gemini_2_0_preview_is_served_with_text_and_image_modalities(
 
 
 def test_the_emulator_serves_the_adapter_over_real_http(s3, settings, emulator_over_http):
-    from image_service.service import ImageService
-    from image_service.storage import ImageStore
 
     emulator = emulator_over_http("google")
-    service = ImageService(settings, ImageStore(settings))
+    service = inline_service(settings)
     data = generate(service, model="gemini-3-pro-image-preview", aspect_ratio="21:9")
     assert emulator.requests[-1].url.startswith("http://127.0.0.1:")
     assert emulator.requests[-1].json()["generationConfig"]["imageConfig"] == {

@@ -13,7 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from image_common.errors import InternalError
 from image_service import http as service_http
-from image_service.storage import ImageStore
+from image_service import pipeline
 from tests.conftest import PROVIDER_KEYS, http_event, request_body
 
 
@@ -196,14 +196,14 @@ def test_a_provider_that_does_not_answer_in_time_is_a_504(generation, lambda_con
     assert answer["error"]["type"] == "provider_timeout"
 
 
-def test_an_s3_upload_failure_is_a_502_envelope(generation, lambda_context, settings, monkeypatch):
-    missing = settings.model_copy(update={"image_bucket": "no-such-bucket"})
-    monkeypatch.setattr(generation.image_service(), "store", ImageStore(missing))
+def test_an_s3_upload_failure_is_a_502_envelope(generation, lambda_context, s3):
+    s3.delete_bucket(Bucket="test-images")  # every upload of the job's image now fails
     status, answer, _ = call(generation, http_event(body=request_body()), lambda_context)
     assert status == 502
     assert answer["success"] is False and answer["code"] == 502
     assert answer["error"]["type"] == "storage_error"
-    assert "no-such-bucket" not in answer["error"]["message"]
+    assert "test-images" not in answer["error"]["message"]
+    assert answer["error"]["details"]["job_id"]  # the job failed, and says which
 
 
 def bucket_keys(s3) -> list[str]:
@@ -288,13 +288,17 @@ def test_unexpected_error_is_a_500_with_no_internals_in_answer_or_logs(
     def explode(*args, **kwargs):
         raise RuntimeError(leaked)
 
-    monkeypatch.setattr(generation.image_service(), "run_provider", explode)
+    monkeypatch.setattr(pipeline, "call_provider", explode)
     with caplog.at_level(logging.DEBUG):
         response = generation.handler(http_event(body=request_body()), lambda_context)
     assert response["statusCode"] == 500
     assert json.loads(response["body"]) == {
         "success": False, "code": 500,
-        "error": {"type": "internal_error", "message": InternalError().message},
+        "error": {
+            "type": "internal_error", "message": InternalError().message,
+            "details": {"job_id": json.loads(response["body"])["error"]["details"]["job_id"],
+                        "status": "failed"},
+        },
     }  # fmt: skip
     logs = caplog.text + stream.getvalue()
     assert "RuntimeError" in logs
@@ -352,10 +356,15 @@ def test_direct_invoke_validation_error(generation, lambda_context):
 
 
 def test_direct_invoke_unexpected_error_carries_no_trace(generation, lambda_context, monkeypatch):
-    monkeypatch.setattr(generation.image_service(), "run_provider", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(pipeline, "call_provider", lambda *a, **k: 1 / 0)
     result = generation.handler(request_body(), lambda_context)
     assert result == {
         "success": False,
         "text": f"Image generation failed: {InternalError().message}",
-        "error": {"code": 500, "type": "internal_error", "message": InternalError().message},
+        "error": {
+            "code": 500,
+            "type": "internal_error",
+            "message": InternalError().message,
+            "details": {"job_id": result["error"]["details"]["job_id"], "status": "failed"},
+        },
     }

@@ -14,10 +14,18 @@ from image_common.errors import InvalidImage, PayloadTooLarge, ProviderTimeout
 from image_common.settings import url_origin
 from image_service import http as service_http
 from image_service.inputs import load_input_image
+from image_service.job_records import utcnow
 from image_service.models import parse_request
-from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
-from tests.conftest import TEST_BUCKET, data_url, generate, image_bytes, request_body
+from tests.conftest import (
+    TEST_BUCKET,
+    answer_of,
+    data_url,
+    generate,
+    image_bytes,
+    inline_service,
+    request_body,
+)
 
 PNG, JPEG, WEBP = image_bytes("png"), image_bytes("jpeg"), image_bytes("webp")
 PUBLIC_ADDRESS = "93.184.216.34"
@@ -451,7 +459,7 @@ def test_input_images_over_the_total_budget_are_a_413_before_the_provider_is_cal
     one = data_url(image_bytes("png", 64, 64))
     size = len(base64.b64decode(one.split(",", 1)[1]))
     tight = settings.model_copy(update={"max_input_images_total_bytes": size * 2 + size // 2})
-    service = ImageService(tight, ImageStore(tight))
+    service = inline_service(tight)
     generate(service, input_images=[one, one])  # two fit
     with pytest.raises(PayloadTooLarge, match="add up to more than") as caught:
         generate(service, input_images=[one, one, one])
@@ -531,18 +539,18 @@ def trusting(settings, url: str):
     return settings.model_copy(update={"trusted_url_origins": url_origin(url)})
 
 
-def test_time_spent_fetching_inputs_is_taken_from_the_providers_time(
+def test_time_spent_fetching_inputs_in_the_request_is_not_taken_from_the_jobs_budget(
     settings, s3, slow_image_server
 ):
     url, delay, clock = slow_image_server
     delay["seconds"] = 0.4
     provider = RecordingProvider()
-    service = ImageService(
-        trusting(settings, url), ImageStore(settings), provider_for=lambda _: provider, clock=clock
-    )
-    request = parse_request(request_body(input_images=[url]))
-    service.generate(request, caller=Caller.trusted(), timeout_seconds=3.0)
-    assert provider.timeouts == [pytest.approx(2.6)]  # 3 s for the request, 0.4 s downloading
+    roomy = trusting(settings, url).model_copy(update={"job_max_budget_seconds": 3.0})
+    now = utcnow()  # the pipeline's clock stands still: only the download's time could count
+    service = inline_service(roomy, provider_for=lambda _: provider, clock=lambda: now)
+    service.clock = clock  # the request's deadline runs on the test server's clock
+    answer_of(service, parse_request(request_body(input_images=[url])))
+    assert provider.timeouts == [3.0]  # the job's budget counts from its claim, after the download
 
 
 def test_inputs_that_use_up_the_requests_time_are_a_504_before_any_provider_call(
@@ -551,11 +559,11 @@ def test_inputs_that_use_up_the_requests_time_are_a_504_before_any_provider_call
     url, delay, clock = slow_image_server
     delay["seconds"] = 0.8
     provider = RecordingProvider()
-    service = ImageService(
-        trusting(settings, url), ImageStore(settings), provider_for=lambda _: provider, clock=clock
-    )
+    tight = trusting(settings, url).model_copy(update={"provider_timeout_seconds": 1.5})
+    service = inline_service(tight, provider_for=lambda _: provider)
+    service.clock = clock  # 1.5 s for the request, 0.8 s of it downloading
     request = parse_request(request_body(input_images=[url]))
     with pytest.raises(ProviderTimeout) as caught:
-        service.generate(request, caller=Caller.trusted(), timeout_seconds=1.5)
+        answer_of(service, request)
     assert caught.value.status == 504
     assert provider.timeouts == []  # nothing was paid for

@@ -26,9 +26,8 @@ from image_common.errors import (
 from image_common.settings import ServiceSettings
 from image_service import http as service_http
 from image_service.models import parse_request
-from image_service.service import Caller, ImageService
-from image_service.storage import ImageStore
-from tests.conftest import PROVIDER_KEYS, request_body
+from image_service.service import ImageService
+from tests.conftest import PROVIDER_KEYS, answer_of, inline_service, request_body
 
 SPEC_PATH = Path(__file__).parents[1] / "specs" / "openai-openapi.yaml"  # vendored excerpt
 
@@ -51,10 +50,15 @@ def assert_matches_spec(spec: dict, schema_name: str, body: dict) -> None:
     validator.validate(body)
 
 
-def generate(service: ImageService, timeout: float = 5.0, **kwargs):
+def generate(service: ImageService, budget: float | None = None, **kwargs):
+    """One generation; ``budget`` compresses the job's provider budget."""
     prompt = kwargs.pop("prompt", "A serene mountain landscape at sunset")
     request = parse_request(request_body(prompt, **kwargs))
-    return service.generate(request, caller=Caller.trusted(), timeout_seconds=timeout)
+    if budget is not None:
+        service = inline_service(
+            service.settings.model_copy(update={"job_max_budget_seconds": budget})
+        )
+    return answer_of(service, request)
 
 
 def png(width: int = 64, height: int = 64, mode: str = "RGBA") -> bytes:
@@ -73,7 +77,7 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 def retired_enabled(settings, s3, emulators) -> ImageService:
     """A deployment whose OpenAI account still serves DALL·E (ENABLED_RETIRED_MODELS)."""
     custom = settings.model_copy(update={"enabled_retired_models": "dall-e-3,dall-e-2"})
-    return ImageService(custom, ImageStore(custom))
+    return inline_service(custom)
 
 
 # --- text-to-image ---------------------------------------------------------------------------
@@ -331,13 +335,13 @@ def test_a_slow_provider_is_a_504(image_service, monkeypatch):
     from local.emulators.openai import OpenAIEmulator
 
     emulator = OpenAIEmulator()
-    emulator.slow_seconds = 1.0
+    emulator.slow_seconds = 3.0
     server = emulator.serve()
     monkeypatch.setenv("OPENAI_BASE_URL", f"{emulator.base_url}/v1")
     service_http.set_http_client(service_http.new_http_client())
     try:
         with pytest.raises(ProviderTimeout) as caught:
-            generate(image_service, prompt="take your time [slow]", timeout=0.2)
+            generate(image_service, prompt="take your time [slow]", budget=1.0)
         assert caught.value.status == 504
     finally:
         server.shutdown()

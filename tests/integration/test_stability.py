@@ -25,6 +25,7 @@ from tests.conftest import (
     generate,
     http_event,
     image_bytes,
+    inline_service,
     request_body,
 )
 
@@ -355,11 +356,9 @@ def test_n_images_without_a_seed_are_n_different_images_with_their_own_seeds(
 
 
 def test_the_emulator_serves_the_adapter_over_real_http(s3, settings, emulator_over_http):
-    from image_service.service import ImageService
-    from image_service.storage import ImageStore
 
     emulator = emulator_over_http("stability")
-    service = ImageService(settings, ImageStore(settings))
+    service = inline_service(settings)
     data = generate(
         service,
         model="sd3.5-medium",

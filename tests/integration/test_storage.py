@@ -17,18 +17,16 @@ from image_common.errors import InvalidImage, StorageError
 from image_service import storage
 from image_service.images import ImageBytes
 from image_service.models import parse_request
-from image_service.service import Caller, ImageService
+from image_service.service import ImageService
 from image_service.storage import ImageStore
-from tests.conftest import TEST_BUCKET, request_body
+from tests.conftest import TEST_BUCKET, answer_of, inline_service, request_body
 
 KEY_PATTERN = re.compile(r"^customers/123/assets/image/[0-9a-f\-]{36}\.(png|jpg|webp)$")
 
 
 def generate(service: ImageService, **kwargs):
     prompt = kwargs.pop("prompt", "A serene mountain landscape at sunset")
-    return service.generate(
-        parse_request(request_body(prompt, **kwargs)), caller=Caller.trusted(), timeout_seconds=5
-    )
+    return answer_of(service, parse_request(request_body(prompt, **kwargs)))
 
 
 def test_stored_image_key_content_type_and_metadata(image_service, s3):
@@ -63,17 +61,20 @@ def test_content_type_comes_from_the_bytes_not_the_request(
     assert s3.head_object(Bucket=TEST_BUCKET, Key=data["image_key"])["ContentType"] == "image/png"
 
 
-def test_save_to_db_false_returns_a_data_url_and_writes_nothing(image_service, s3):
+def test_save_to_db_false_returns_a_data_url_and_stores_no_asset(image_service, s3):
     data = generate(image_service, save_to_db=False)
     assert data["image_url"].startswith("data:image/png;base64,")
     assert base64.b64decode(data["image_url"].split(",", 1)[1]).startswith(b"\x89PNG")
-    assert "image_key" not in data
-    assert s3.list_objects_v2(Bucket=TEST_BUCKET).get("KeyCount") == 0
+    assert "image_key" not in data and "inline_key" not in data
+    assert s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="customers/").get("KeyCount") == 0
+    # Only the job's transient copy, under jobs/ (expired by lifecycle), from which it is read.
+    (transient,) = s3.list_objects_v2(Bucket=TEST_BUCKET)["Contents"]
+    assert transient["Key"] == f"jobs/123/{data['job_id']}/output-0.png"
 
 
 def test_an_answer_over_the_response_limit_is_stored_not_truncated(settings, s3, emulators):
     tight = settings.model_copy(update={"max_response_bytes": 1000})
-    service = ImageService(tight, ImageStore(tight))
+    service = inline_service(tight)
     data = generate(service, save_to_db=False)
     assert data["image_url"].startswith("https://")
     assert data["image_key"]
@@ -87,14 +88,14 @@ def test_cloudfront_mode_returns_a_stable_url(settings, s3, emulators):
     cdn = settings.model_copy(
         update={"image_url_mode": "cloudfront", "image_cdn_domain": "images.example.com"}
     )
-    data = generate(ImageService(cdn, ImageStore(cdn)))
+    data = generate(inline_service(cdn))
     assert data["image_url"] == f"https://images.example.com/{data['image_key']}"
 
 
 def test_upload_failure_is_a_502_storage_error(settings, emulators, s3):
     missing_bucket = settings.model_copy(update={"image_bucket": "no-such-bucket"})
     with pytest.raises(StorageError) as caught:
-        generate(ImageService(missing_bucket, ImageStore(missing_bucket)))
+        generate(inline_service(missing_bucket))
     assert caught.value.status == 502
     assert "no-such-bucket" not in caught.value.message
 
@@ -153,11 +154,11 @@ def test_presigned_url_fetches_the_same_bytes(moto_server, settings):
 def test_an_inline_answer_of_several_images_fits_the_response_limit(settings, s3, emulators):
     """With n > 1 the first data URL is in the answer twice (``image_url`` and ``images[0]``):
     the limit counts it twice, so what is returned inline always fits."""
-    roomy = generate(ImageService(settings, ImageStore(settings)), save_to_db=False, n=2)
+    roomy = generate(inline_service(settings), save_to_db=False, n=2)
     inline_size = len(json.dumps(roomy))
     limit = inline_size * 9 // 10  # the two images alone fit, the real answer does not
     tight = settings.model_copy(update={"max_response_bytes": limit})
-    data = generate(ImageService(tight, ImageStore(tight)), save_to_db=False, n=2)
+    data = generate(inline_service(tight), save_to_db=False, n=2)
     assert len(json.dumps(data)) <= limit
     assert [image["image_url"][:8] for image in data["images"]] == ["https://"] * 2
     assert any(w["setting"] == "save_to_db" for w in data["warnings"])

@@ -13,7 +13,8 @@ from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageErro
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 from image_service.usage import Limits, UsageLedger
-from tests.conftest import request_body
+from local.job_runner import LocalJobRunner
+from tests.conftest import answer_of, pipeline_for, request_body
 
 TABLE = "usage-test"
 DEFAULTS = Limits(requests_per_minute=100, daily_budget_usd=1.0, monthly_budget_usd=2.0)
@@ -192,8 +193,10 @@ def test_an_unreachable_usage_table_refuses_the_request_as_a_502(dynamodb, clock
 
 @pytest.fixture
 def service(s3, emulators, settings, dynamodb, clock):
+    """Jobs run inline; the request admits, the job's last step settles, on one ledger."""
     ledger = UsageLedger(TABLE, DEFAULTS, client=dynamodb, clock=clock)
-    return ImageService(settings, ImageStore(settings), usage=ledger)
+    runner = LocalJobRunner(pipeline_for(settings, usage=ledger), background=False)
+    return ImageService(settings, ImageStore(settings), job_runner=runner, usage=ledger)
 
 
 def test_the_service_refuses_over_budget_before_calling_the_provider(service, emulators):
@@ -202,17 +205,14 @@ def test_the_service_refuses_over_budget_before_calling_the_provider(service, em
 
     request = parse_request(request_body(quality="high", n=10))  # ~1.7 USD > 1.0 a day
     with pytest.raises(BudgetExceeded):
-        service.generate(request, caller=Caller.trusted(), timeout_seconds=20)
+        service.generate(request, caller=Caller.trusted(), wait_seconds=20)
     assert emulators["openai"].requests == []
 
 
 def test_the_service_settles_what_the_answer_says_it_cost(service, emulators):
     from image_service.models import parse_request
-    from image_service.service import Caller
 
-    data = service.generate(
-        parse_request(request_body(quality="low")), caller=Caller.trusted(), timeout_seconds=20
-    )
+    data = answer_of(service, parse_request(request_body(quality="low")))
     (charge,) = service.usage.usage(123)["charges"]
     assert charge["status"] == "settled" and charge["cost_usd"] == data["cost_usd"] > 0
 
@@ -220,12 +220,9 @@ def test_the_service_settles_what_the_answer_says_it_cost(service, emulators):
 def test_a_provider_failure_releases_the_reservation(service, emulators):
     from image_common.errors import ContentPolicyViolation
     from image_service.models import parse_request
-    from image_service.service import Caller
 
     with pytest.raises(ContentPolicyViolation):
-        service.generate(
-            parse_request(request_body("x [moderate]")), caller=Caller.trusted(), timeout_seconds=20
-        )
+        answer_of(service, parse_request(request_body("x [moderate]")))
     (charge,) = service.usage.usage(123)["charges"]
     assert charge["status"] == "released" and service.usage.usage(123)["day"]["reserved_usd"] == 0
 

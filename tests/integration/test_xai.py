@@ -17,7 +17,14 @@ from image_common.errors import (
     ProviderRateLimited,
 )
 from image_service.providers import xai
-from tests.conftest import PROVIDER_KEYS, TEST_BUCKET, data_url, generate, image_bytes
+from tests.conftest import (
+    PROVIDER_KEYS,
+    TEST_BUCKET,
+    data_url,
+    generate,
+    image_bytes,
+    inline_service,
+)
 
 KEY = PROVIDER_KEYS["xai"]
 BASE = "https://xai.emulator.test/v1"
@@ -297,12 +304,10 @@ def test_enabled_grok_2_image_gets_only_the_fields_it_took(service_with, emulato
 def test_the_emulator_serves_the_adapter_over_real_http_url_answers_too(
     s3, settings, emulator_over_http, monkeypatch
 ):
-    from image_service.service import ImageService
-    from image_service.storage import ImageStore
 
     monkeypatch.setattr(xai, "RESPONSE_FORMAT", "url")  # the download path over loopback HTTP
     emulator = emulator_over_http("xai")
-    service = ImageService(settings, ImageStore(settings))
+    service = inline_service(settings)
     data = generate(service, model="grok", input_images=[data_url(image_bytes())])
     assert [r.method for r in emulator.requests] == ["POST", "GET"]
     assert emulator.requests[1].url.startswith("http://127.0.0.1:")

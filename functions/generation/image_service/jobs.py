@@ -1,348 +1,85 @@
-"""Jobs: generations a provider answers asynchronously (Flux), run as a workflow.
+"""Jobs: start (or attach to) a generation's job, read it, list them, wait for one.
 
-- ``JobRecord`` — the job's state, kept in the bucket at ``jobs/{customer_id}/{job_id}.json``.
-  Express executions cannot be described afterwards, so this record, not Step Functions, is
-  what ``GET /image/jobs/{id}`` and a waiting direct invoke read.
-- ``JobService`` — starts a job (the 202 path) and reads or waits for its record.
-- ``JobRunner`` — how a job is started (the implementations are in ``job_runners.py``).
+Every generation is a job (docs/jobs.md). ``JobService`` is the domain's API for them — the
+HTTP routes, direct invoke and the OpenAI-compatible surface all go through it:
 
-The workflow's task bodies are in ``job_workflow.py``.
+- ``start`` records the job (and takes its idempotency key, in one conditional transaction),
+  puts its input images in S3 and starts its workflow through a ``JobRunner``; with an
+  idempotency key already taken for the same body it returns that job instead (``attached``),
+  and with a different body it is a 422;
+- ``wait`` reads the record until it is final or the wait is over;
+- ``answer`` is a finished job's ``data`` with fresh URLs, or its typed error raised.
+
+The runner is the entry point's choice: the job state machine when deployed, the local
+stack's in-process runner under ``make dev`` and in tests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict
 
-from image_common.errors import (
-    ImageServiceError,
-    InternalError,
-    NotFound,
-    ProviderTimeout,
-    StorageError,
-)
+from image_common.errors import ImageServiceError, InvalidRequest, NotFound
 from image_common.settings import ServiceSettings
-from image_service.providers.base import (
-    SettingWarning,
-)
+from image_service.budgets import expected_seconds, job_budget_seconds
+from image_service.delivery import PreparedGeneration, present
+from image_service.job_records import JobInput, JobRecord, new_job_id, utcnow
+from image_service.job_store import IdempotencyClaim, IdempotencyKeyTaken, JobStore
 from image_service.storage import ImageStore
-
-if TYPE_CHECKING:
-    from image_service.service import PreparedGeneration
 
 logger = Logger(child=True)
 
-JobStatus = Literal["pending", "running", "succeeded", "failed"]
-FINAL_STATUSES = frozenset({"succeeded", "failed"})
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-# After its budget a job still needs a wait, a last poll and the store task (download + S3).
-FINALIZE_GRACE_SECONDS = 30.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# --- the record -------------------------------------------------------------------------------
-
-
-class JobError(BaseModel):
-    """A failed job's typed error: what the caller gets, as it would for a synchronous call."""
-
-    status: int
-    type: str
-    message: str
-    retry_after: int | None = None
-
-    @classmethod
-    def of(cls, error: ImageServiceError) -> JobError:
-        return cls(
-            status=error.status,
-            type=error.type,
-            message=error.message,
-            retry_after=error.retry_after,
-        )
-
-    def to_exception(self, job_id: str) -> ImageServiceError:
-        error = ImageServiceError(
-            self.message,
-            retry_after=self.retry_after,
-            details={"job_id": job_id, "status": "failed"},
-        )
-        error.status, error.type = self.status, self.type  # the stored type, as raised
-        return error
-
-
-class JobRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    job_id: str
-    customer_id: int
-    status: JobStatus
-    provider: str
-    model: str
-    created_at: datetime
-    updated_at: datetime
-    submitted_at: datetime | None = None
-    finished_at: datetime | None = None
-    interval_seconds: float
-    budget_seconds: float
-    provider_task_id: str | None = None
-    polling_url: str | None = None
-    provider_status: str | None = None
-    progress: float | None = None
-    polls: int = 0
-    cost_usd: float | None = None
-    # The usage reservation made at admission (image_service.usage.Charge), settled at the end.
-    charge: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None  # the ``data`` of the final 200 answer
-    error: JobError | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def deadline(self) -> datetime:
-        """When a job with no final record is over: budget plus time to store the image."""
-        return self.created_at + timedelta(seconds=self.budget_seconds + FINALIZE_GRACE_SECONDS)
-
-    @property
-    def status_url(self) -> str:
-        return status_url(self.job_id)
-
-    def as_of(self, now: datetime) -> JobRecord:
-        """The job as a reader sees it: past its deadline with no final record, it has failed."""
-        if self.final or now <= self.deadline:
-            return self
-        timeout = ProviderTimeout(
-            f"The job did not finish within its {self.budget_seconds:g} s budget."
-        )
-        return self.model_copy(
-            update={"status": "failed", "error": JobError.of(timeout), "finished_at": self.deadline}
-        )
-
-    def failed(self, error: ImageServiceError, now: datetime) -> JobRecord:
-        return self.model_copy(
-            update={
-                "status": "failed",
-                "error": JobError.of(error),
-                "updated_at": now,
-                "finished_at": now,
-            }
-        )
-
-    def accepted(self) -> dict[str, Any]:
-        """The 202 answer's ``data``."""
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "status_url": self.status_url,
-            "provider": self.provider,
-            "model": self.model,
-        }
-
-    def progress_view(self) -> dict[str, Any]:
-        """A job that is not finished, as ``GET /image/jobs/{id}`` shows it."""
-        view = self.accepted() | {
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "polls": self.polls,
-        }
-        if self.submitted_at:
-            view["submitted_at"] = self.submitted_at.isoformat()
-        if self.progress is not None:
-            view["progress"] = self.progress
-        return view
-
-    def document(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-def status_url(job_id: str) -> str:
-    # Relative to the API's own origin, which only the caller knows for sure.
-    return f"/image/jobs/{job_id}"
-
-
-def is_job_accepted(data: dict[str, Any]) -> bool:
-    """Whether a generate answer's ``data`` is a started job (202) rather than an image (200)."""
-    return "status_url" in data and data.get("status") == "pending"
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex  # also the execution name: [0-9a-f]{32} fits its 80-char alphabet
-
-
-# --- the store --------------------------------------------------------------------------------
-
-
-def record_key(customer_id: int, job_id: str) -> str:
-    return f"jobs/{customer_id}/{job_id}.json"
-
-
-def input_key(customer_id: int, job_id: str) -> str:
-    return f"jobs/{customer_id}/{job_id}.input.json"
-
-
-def claim_key(customer_id: int, job_id: str) -> str:
-    return f"jobs/{customer_id}/{job_id}.submitted"
-
-
-class JobStore:
-    """Job records and job inputs in the image bucket. The job's customer is part of every key,
-    so a customer can only ever address its own jobs."""
-
-    def __init__(self, images: ImageStore) -> None:
-        self.images = images
-
-    def create(self, record: JobRecord, job_input: dict[str, Any]) -> None:
-        self.images.put_json(input_key(record.customer_id, record.job_id), job_input)
-        self.save(record)
-
-    def save(self, record: JobRecord) -> None:
-        self.images.put_json(record_key(record.customer_id, record.job_id), record.document())
-
-    def get(self, customer_id: int, job_id: str) -> JobRecord | None:
-        if not JOB_ID.match(job_id):
-            return None
-        document = self.images.get_json(record_key(customer_id, job_id))
-        return None if document is None else JobRecord.model_validate(document)
-
-    def read_input(self, customer_id: int, job_id: str) -> dict[str, Any]:
-        document = self.images.get_json(input_key(customer_id, job_id))
-        if document is None:
-            raise StorageError("The job's input could not be found.")
-        return document
-
-    def claim_submission(self, customer_id: int, job_id: str) -> bool:
-        """Create the job's submission marker unless it exists (S3 conditional write): only the
-        first of several executions of one job may call the provider, so a job is paid once."""
-        client = self.images.client
-        try:
-            client.put_object(
-                Bucket=self.images.bucket,
-                Key=claim_key(customer_id, job_id),
-                Body=json.dumps({"claimed_at": utcnow().isoformat()}).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except client.exceptions.ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                return False
-            raise StorageError("The job's submission could not be recorded.") from None
-        except Exception:
-            raise StorageError("The job's submission could not be recorded.") from None
-        return True
-
-
-# --- starting, reading and waiting ------------------------------------------------------------
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+DEFAULT_LIST_LIMIT = 20
+# How often a waiting request reads the record: quickly at first (a fast job answers fast),
+# then at most once a second.
+WAIT_INTERVALS_SECONDS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 class JobRunner(Protocol):
     def start(self, execution_input: dict[str, Any]) -> None:
-        """Start the workflow for one job; starting the same job twice runs it once."""
+        """Start the workflow of one job; starting the same job twice runs it once."""
         ...
 
 
-class JobService:
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        jobs: JobStore,
-        runner: JobRunner,
-        provider_for: Callable[[str], Any],
-        *,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.settings = settings
-        self.jobs = jobs
-        self.runner = runner
-        self.provider_for = provider_for
-        self.clock = clock
-        self.sleep = sleep
+class IdempotencyConflict(InvalidRequest):
+    """The key was used with another request body: 422, so a client bug is not a new charge."""
 
-    def start(self, prepared: PreparedGeneration, *, charge: Any = None) -> JobRecord:
-        """Record the job and its input, then start the workflow. The request was validated and
-        its input images loaded already, so a bad request is a 400 now, not a failed job later."""
-        request, model = prepared.request, prepared.model
-        provider_request, warnings = prepared.provider_request, list(prepared.warnings)
-        if provider_request.settings.n > 1:
-            warnings.append(
-                SettingWarning(
-                    "adjusted-setting",
-                    "n",
-                    f"{model.id} runs as a job that makes one image; "
-                    f"n={provider_request.settings.n} was sent as 1.",
-                )
-            )
-            provider_request = replace(
-                provider_request, settings=replace(provider_request.settings, n=1)
-            )
-        body = self.provider_for(model.provider).build_body(provider_request)
-        now = self.clock()
-        record = JobRecord(
-            job_id=new_job_id(),
-            customer_id=request.customer_id,
-            status="pending",
-            provider=model.provider,
-            model=model.id,
-            created_at=now,
-            updated_at=now,
-            interval_seconds=self.settings.job_poll_interval_seconds,
-            budget_seconds=self.settings.job_budget_seconds,
-            charge=charge.to_dict() if charge is not None else None,
+    status, type = 422, "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    record: JobRecord
+    attached: bool  # True: an earlier request's job (same idempotency key and body)
+
+
+def check_idempotency_key(key: str) -> str:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise InvalidRequest(
+            f"The idempotency key must be 1–{MAX_IDEMPOTENCY_KEY_CHARS} printable characters."
         )
-        job_input = {
-            "provider": model.provider,
-            "model": model.id,
-            "body": body.body,
-            "sent": body.sent,
-            # What ``deliver`` needs to shape the same ``data`` as a synchronous answer.
-            "request": request.model_dump(
-                mode="json", exclude={"settings": {"image": {"input_images", "mask"}}}
-            ),
-            "settings": asdict(provider_request.settings),
-            "warnings": [w.to_dict() for w in warnings + body.warnings],
-        }
-        self.jobs.create(record, job_input)
-        try:
-            self.runner.start(execution_input(record))
-        except ImageServiceError as error:
-            self.jobs.save(record.failed(error, self.clock()))
-            raise
-        logger.info(
-            "job started",
-            extra={"job_id": record.job_id, "model": model.id, "customer_id": record.customer_id},
-        )
-        return record
+    return key
 
-    def get(self, customer_id: int, job_id: str) -> JobRecord:
-        record = self.jobs.get(customer_id, job_id)
-        if record is None:
-            raise NotFound("No such job.")
-        return record.as_of(self.clock())
 
-    def wait(self, record: JobRecord, *, timeout_seconds: float) -> JobRecord:
-        """Read the record every poll interval until it is final (a direct invoke waits)."""
-        give_up = min(record.deadline, self.clock() + timedelta(seconds=timeout_seconds))
-        while True:
-            current = self.get(record.customer_id, record.job_id)
-            if current.final:
-                return current
-            if self.clock() >= give_up:
-                raise ProviderTimeout("The image was not ready in time.")
-            self.sleep(self.settings.job_poll_interval_seconds)
+def request_fingerprint(body: Any) -> str:
+    """The SHA-256 of a request body in canonical JSON (sorted keys, no spaces): the same
+    request, however its keys were ordered or spaced, has the same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def derived_idempotency_key(customer_id: int, fingerprint: str) -> str:
+    """A key for callers that send none but must not pay twice for a retry (the OpenAI SDK's
+    automatic retries): the same customer and body within the idempotency window → one job."""
+    return f"derived:{customer_id}:{fingerprint}"
 
 
 def execution_input(record: JobRecord) -> dict[str, Any]:
@@ -350,16 +87,156 @@ def execution_input(record: JobRecord) -> dict[str, Any]:
     return {
         "job_id": record.job_id,
         "customer_id": record.customer_id,
-        "request": {"provider": record.provider, "model": record.model},
         "interval_seconds": record.interval_seconds,
-        "budget_seconds": record.budget_seconds,
     }
 
 
-def final_answer(record: JobRecord) -> dict[str, Any]:
-    """A finished job's ``data``, or its typed error raised."""
-    if record.status == "succeeded" and record.result is not None:
-        return record.result
-    if record.error is not None:
-        raise record.error.to_exception(record.job_id)
-    raise InternalError()
+class JobService:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        images: ImageStore,
+        jobs: JobStore,
+        runner: JobRunner,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.images = images
+        self.jobs = jobs
+        self.runner = runner
+        self.clock = clock
+        self.sleep = sleep
+
+    # --- idempotency -----------------------------------------------------------------------
+
+    def claim_for(self, customer_id: int, key: str, fingerprint: str) -> IdempotencyClaim:
+        expires = int(self.clock().timestamp()) + self.settings.idempotency_ttl_seconds
+        return IdempotencyClaim.of(customer_id, key, fingerprint, expires_at=expires)
+
+    def attach(self, claim: IdempotencyClaim) -> JobRecord | None:
+        """The job an idempotency key already started, if any; a 422 for another body."""
+        found = self.jobs.find_idempotent(claim, self.clock())
+        if found is None:
+            return None
+        if found.fingerprint != claim.fingerprint:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was already used with a different request body."
+            )
+        record = self.jobs.get(found.job_id)
+        return None if record is None else record.as_of(self.clock())
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def start(
+        self,
+        prepared: PreparedGeneration,
+        *,
+        claim: IdempotencyClaim | None = None,
+        callback_url: str | None = None,
+        charge: Any = None,
+    ) -> StartedJob:
+        """Record the job and start its workflow. The request was validated and its input
+        images loaded already, so a bad request was a 400 before any job existed."""
+        request, model = prepared.request, prepared.model
+        provider_request = prepared.provider_request
+        now = self.clock()
+        job_id = new_job_id()
+        customer = request.customer_id
+        input_keys = [
+            self.images.put_job_bytes(customer, job_id, f"input-{i}", image)
+            for i, image in enumerate(provider_request.input_images)
+        ]
+        mask_key = (
+            self.images.put_job_bytes(customer, job_id, "mask", provider_request.mask)
+            if provider_request.mask is not None
+            else None
+        )
+        record = JobRecord(
+            job_id=job_id,
+            customer_id=customer,
+            status="pending",
+            provider=model.provider,
+            model=model.id,
+            asynchronous=model.capabilities.asynchronous,
+            created_at=now,
+            updated_at=now,
+            expected_seconds=expected_seconds(model, provider_request.settings),
+            budget_seconds=job_budget_seconds(
+                model, provider_request.settings, max_seconds=self.settings.job_max_budget_seconds
+            ),
+            interval_seconds=self.settings.job_poll_interval_seconds,
+            callback_url=callback_url,
+            charge=charge.to_dict() if charge is not None else None,
+            input=JobInput(
+                request=request.model_dump(
+                    mode="json", exclude={"settings": {"image": {"input_images", "mask"}}}
+                ),
+                settings=asdict(provider_request.settings),
+                warnings=[w.to_dict() for w in prepared.warnings],
+                provider_options=dict(provider_request.provider_options),
+                input_keys=input_keys,
+                mask_key=mask_key,
+            ),
+        )
+        ttl_at = int(now.timestamp()) + self.settings.job_record_ttl_days * 86400
+        try:
+            self.jobs.create(record, ttl_at=ttl_at, claim=claim)
+        except IdempotencyKeyTaken:
+            # Another request with the same key won the race: attach to its job (or 422).
+            assert claim is not None
+            attached = self.attach(claim)
+            if attached is None:
+                raise
+            return StartedJob(attached, attached=True)
+        try:
+            self.runner.start(execution_input(record))
+        except ImageServiceError as error:
+            record = self.jobs.save(record.failed(error, self.clock()))
+            raise
+        logger.info(
+            "job started",
+            extra={"job_id": job_id, "model": model.id, "customer_id": customer},
+        )
+        return StartedJob(record, attached=False)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, customer_id: int, job_id: str) -> JobRecord:
+        """A job of this customer — an unknown id and another customer's job read the same."""
+        record = self.jobs.get(job_id)
+        if record is None or record.customer_id != customer_id:
+            raise NotFound("No such job.")
+        return record.as_of(self.clock())
+
+    def list(
+        self, customer_id: int, *, limit: int = DEFAULT_LIST_LIMIT, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        records, next_cursor = self.jobs.list_for_customer(customer_id, limit=limit, cursor=cursor)
+        now = self.clock()
+        return [r.as_of(now) for r in records], next_cursor
+
+    def wait(self, record: JobRecord, *, seconds: float) -> JobRecord:
+        """The record once it is final, or as it is when ``seconds`` have passed."""
+        if seconds <= 0 and not record.final:
+            return record  # no wait at all (Prefer: respond-async): the job as started
+        give_up = time.monotonic() + seconds
+        record = self.get(record.customer_id, record.job_id)
+        attempt = 0
+        while not record.final:
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            interval = WAIT_INTERVALS_SECONDS[min(attempt, len(WAIT_INTERVALS_SECONDS) - 1)]
+            self.sleep(min(interval, left))
+            attempt += 1
+            record = self.get(record.customer_id, record.job_id)
+        return record
+
+    def answer(self, record: JobRecord) -> dict[str, Any]:
+        """A finished job's ``data`` with fresh URLs, or its typed error raised."""
+        if record.status == "succeeded" and record.result is not None:
+            return present(record.result, self.images)
+        record.raise_error()
+        raise AssertionError("unreachable")

@@ -124,6 +124,12 @@ class ImageGenerationRequest(GenerateImageInput):
     """A whole request: the input and whose space it runs in (never chosen by an LLM)."""
 
     customer_id: int = Field(gt=0, le=MAX_CUSTOMER_ID)
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An https URL that receives a signed POST (Standard Webhooks) when the "
+        "job ends: {type: image.job.succeeded | image.job.failed, data}.",
+    )
 
 
 class ToolInvocation(StrictModel):

@@ -1,50 +1,50 @@
-"""``ImageService``: validate, resolve the model, generate, store, answer.
+"""``ImageService``: validate, resolve the model, fit the settings, and run the generation as a
+job — start it (or attach to the one an idempotency key already started), wait for it, answer.
 
-The one place where a request becomes images. It knows the registry, the provider interface
-and storage; it knows nothing of API Gateway, Lambda events or HTTP status codes.
+The one place where a request becomes a job. It knows the registry, normalisation, input
+images and the job service; it knows nothing of API Gateway, Lambda events or HTTP status codes.
+The job itself runs in the pipeline (``pipeline.py``); delivery is ``delivery.py``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_common.errors import Forbidden, NotFound, PayloadTooLarge, ProviderTimeout
+from image_common.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ProviderNotConfigured,
+    ProviderTimeout,
+)
 from image_common.settings import MiB, ServiceSettings
+from image_service.delivery import PreparedGeneration
 from image_service.inputs import load_input_image
-from image_service.job_runners import job_runner_for
+from image_service.job_records import JobRecord
+from image_service.job_store import JobStore
 from image_service.jobs import (
-    JobRecord,
     JobRunner,
     JobService,
-    JobStore,
-    final_answer,
+    StartedJob,
+    check_idempotency_key,
+    request_fingerprint,
 )
-from image_service.models import MAX_SEED, ImageGenerationRequest
+from image_service.models import ImageGenerationRequest
 from image_service.normalize import normalize_settings
 from image_service.providers import get_image_provider
-from image_service.providers.base import (
-    GeneratedImage,
-    ImageProvider,
-    ProviderRequest,
-    ProviderResult,
-    SettingWarning,
-)
-from image_service.registry import ModelSpec, ResolvedModel, resolve_model
-from image_service.storage import ImageStore, StoredImage, prompt_hash
-from image_service.telemetry import record_provider_call
-from image_service.usage import Charge, Limits, UsageLedger
+from image_service.providers.base import ImageProvider, ProviderRequest, SettingWarning
+from image_service.registry import ResolvedModel, resolve_model
+from image_service.storage import ImageStore
+from image_service.usage import Charge, UsageLedger, usage_ledger_for
+from image_service.webhooks import check_callback_url
 
 logger = Logger(child=True)
-MAX_PARALLEL_CALLS = 4
 MIN_PROVIDER_SECONDS = 1.0  # less than this left for the provider: answer 504 now, not later
-_DATA_URL_OVERHEAD = 64  # "data:image/webp;base64," and JSON quoting, per image
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,9 @@ class Caller:
         return self.customer_id is None
 
 
-@dataclass(frozen=True)
-class PreparedGeneration:
-    """A request resolved and fitted to its model, ready for a provider (or a Flux job)."""
-
-    request: ImageGenerationRequest
-    model: ModelSpec
-    provider_request: ProviderRequest
-    warnings: list[SettingWarning]
+class _NoRunner:
+    def start(self, execution_input: dict[str, Any]) -> None:
+        raise ProviderNotConfigured("Image jobs are not configured on this service.")
 
 
 class ImageService:
@@ -81,6 +76,7 @@ class ImageService:
         store: ImageStore,
         provider_for: Callable[[str], ImageProvider] = get_image_provider,
         job_runner: JobRunner | None = None,
+        job_store: JobStore | None = None,
         usage: UsageLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,17 +84,13 @@ class ImageService:
         self.store = store
         self.provider_for = provider_for
         self.clock = clock  # seconds, for a request's deadline; tests move it by hand
-        self._job_runner = job_runner
-        self._jobs: JobService | None = None
         self.usage = usage if usage is not None else usage_ledger_for(settings)
-
-    @property
-    def jobs(self) -> JobService:
-        """Asynchronous generations (Flux): created on first use, with the configured runner."""
-        if self._jobs is None:
-            runner = self._job_runner or job_runner_for(self.settings)
-            self._jobs = JobService(self.settings, JobStore(self.store), runner, self.provider_for)
-        return self._jobs
+        self.jobs = JobService(
+            settings,
+            store,
+            job_store or JobStore(settings.jobs_table),
+            job_runner or _NoRunner(),
+        )
 
     # --- the steps -----------------------------------------------------------------------
 
@@ -159,53 +151,86 @@ class ImageService:
             loaded.append(image)
         return tuple(loaded)
 
+    # --- the domain API: start or attach, wait, answer ----------------------------------------
+
+    def start_job(
+        self,
+        request: ImageGenerationRequest,
+        *,
+        caller: Caller,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        prepare_seconds: float | None = None,
+    ) -> StartedJob:
+        """Start the request's job — or, when ``idempotency_key`` was already used by this
+        customer within the window, attach to that job (the provider is never called again;
+        another body with the same key is a 422). ``fingerprint`` identifies the body (default:
+        the canonical request); ``prepare_seconds`` bounds fetching the input images."""
+        self.authorize(request, caller)
+        claim = None
+        if idempotency_key is not None:
+            fingerprint = fingerprint or request_fingerprint(request.model_dump(mode="json"))
+            claim = self.jobs.claim_for(
+                request.customer_id, check_idempotency_key(idempotency_key), fingerprint
+            )
+            attached = self.jobs.attach(claim)
+            if attached is not None:
+                return StartedJob(attached, attached=True)
+        if request.callback_url:
+            check_callback_url(request.callback_url, self.settings)
+        prepared = self.prepare(
+            request, timeout_seconds=prepare_seconds or self.settings.provider_timeout_seconds
+        )
+        charge = self.admit(prepared)  # the customer's limits: before any provider is paid
+        try:
+            started = self.jobs.start(
+                prepared, claim=claim, callback_url=request.callback_url, charge=charge
+            )
+        except BaseException:
+            self.settle(charge, None)  # no job runs: release the reservation
+            raise
+        if started.attached:  # lost an idempotency race: the other request's job is the one
+            self.settle(charge, None)
+        return started
+
+    def wait_for_job(self, record: JobRecord, *, seconds: float) -> JobRecord:
+        """The job once final, or as it is after ``seconds``."""
+        return self.jobs.wait(record, seconds=seconds)
+
+    def job_answer(self, record: JobRecord) -> dict[str, Any]:
+        """A finished job's ``data`` (fresh URLs), or its typed error raised."""
+        return self.jobs.answer(record)
+
     def generate(
         self,
         request: ImageGenerationRequest,
         *,
         caller: Caller,
-        timeout_seconds: float,
-        wait_for_job: bool = False,
-    ) -> dict[str, Any]:
-        """The answer's ``data``. A model that runs as a job (Flux) answers the started job
-        (202) — or, with ``wait_for_job`` (a direct invoke, no 30 s limit), its final answer."""
-        self.authorize(request, caller)
-        prepared = self.prepare(request, timeout_seconds=timeout_seconds)
-        charge = self.admit(prepared)  # the customer's limits: before any provider is paid
-        if prepared.model.capabilities.asynchronous:
-            try:
-                job = self.jobs.start(prepared, charge=charge)
-            except BaseException:
-                self.settle(charge, None)
-                raise
-            if not wait_for_job:
-                return job.accepted()
-            return final_answer(self.jobs.wait(job, timeout_seconds=timeout_seconds))
-        started = self.clock()
-        try:
-            result = self.run_provider(prepared.provider_request)
-        except BaseException:
-            self.settle(charge, None)  # nothing produced: release the reservation
-            raise
-        cost = _cost(result, prepared.model, prepared.provider_request.settings)
-        self.settle(charge, cost if cost is not None else 0.0)  # unknown price: 0, not released
-        logger.info(
-            "images generated",
-            extra={
-                "provider": prepared.model.provider,
-                "model": prepared.model.id,
-                "images": len(result.images),
-                "provider_ms": round((self.clock() - started) * 1000),
-                "customer_id": request.customer_id,
-            },
+        wait_seconds: float,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        prepare_seconds: float | None = None,
+    ) -> StartedJob:
+        """Start (or attach to) the request's job and wait for it up to ``wait_seconds``; the
+        record as it then is — final or still running. What is left of the wait after
+        preparing the request is what the job gets."""
+        began = time.monotonic()
+        started = self.start_job(
+            request,
+            caller=caller,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            prepare_seconds=prepare_seconds,
         )
-        return self.deliver(prepared, result)
+        left = wait_seconds - (time.monotonic() - began)
+        return StartedJob(self.wait_for_job(started.record, seconds=left), started.attached)
 
     # --- per-customer limits and budgets (image_service.usage) -------------------------------
 
     def admit(self, prepared: PreparedGeneration) -> Charge | None:
         """Count the request against the customer's rate limit and reserve its estimated cost
-        against its budgets; ``CustomerRateLimited`` / ``BudgetExceeded`` when over."""
+        against its budgets; ``CustomerRateLimited`` / ``BudgetExceeded`` when over. The job's
+        last step settles it (``pipeline.JobPipeline``)."""
         if self.usage is None:
             return None
         settings = prepared.provider_request.settings
@@ -228,19 +253,22 @@ class ImageService:
 
     def usage_of(self, *, caller: Caller, customer_id: int | None = None) -> dict[str, Any]:
         """The caller's own usage and limits (another customer's only with the admin scope)."""
-        owner = caller.customer_id
-        if customer_id is not None and (
-            caller.is_trusted or self.settings.admin_scope in caller.scopes
-        ):
-            owner = customer_id
-        if owner is None:
-            raise NotFound("No customer to show usage for.")
+        owner = self._owner(caller, customer_id)
         if self.usage is None:
             raise NotFound("Usage limits are not enabled on this service.")
         return self.usage.usage(owner)
 
     def job(self, job_id: str, *, caller: Caller, customer_id: int | None = None) -> JobRecord:
         """A job of the caller's own customer (another customer's only with the admin scope)."""
+        return self.jobs.get(self._owner(caller, customer_id), job_id)
+
+    def list_jobs(
+        self, *, caller: Caller, limit: int, cursor: str | None, customer_id: int | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """The caller's jobs, newest first."""
+        return self.jobs.list(self._owner(caller, customer_id), limit=limit, cursor=cursor)
+
+    def _owner(self, caller: Caller, customer_id: int | None) -> int:
         owner = caller.customer_id
         if customer_id is not None and (
             caller.is_trusted or self.settings.admin_scope in caller.scopes
@@ -248,112 +276,10 @@ class ImageService:
             owner = customer_id
         if owner is None:
             raise NotFound("No such job.")
-        return self.jobs.get(owner, job_id)
-
-    def run_provider(self, provider_request: ProviderRequest) -> ProviderResult:
-        """Call the provider, in parallel batches of at most the model's images per call."""
-        provider = self.provider_for(provider_request.model.provider)
-
-        def call(batch: ProviderRequest) -> ProviderResult:
-            try:
-                result = provider.generate(batch)
-            except Exception:
-                record_provider_call(batch.model.provider, failed=True)
-                raise
-            record_provider_call(batch.model.provider, failed=False)
-            return result
-
-        batches = _batches(provider_request)
-        if len(batches) == 1:
-            return call(batches[0])
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, len(batches))) as pool:
-            results = list(pool.map(call, batches))
-        costs = [r.cost_usd for r in results]
-        return ProviderResult(
-            images=[image for r in results for image in r.images],
-            sent=results[0].sent | {"calls": len(results)},
-            warnings=_unique([w for r in results for w in r.warnings]),
-            cost_usd=None if None in costs else round(sum(costs), 6),
-        )
-
-    def deliver(self, prepared: PreparedGeneration, result: ProviderResult) -> dict[str, Any]:
-        """Store the images (or inline them) and shape the answer's ``data``."""
-        request, model = prepared.request, prepared.model
-        warnings = _unique(prepared.warnings + result.warnings)
-        store = request.save_to_db
-        if not store and _inline_size(result.images) > self.settings.max_response_bytes:
-            store = True
-            warnings.append(
-                SettingWarning(
-                    "adjusted-setting",
-                    "save_to_db",
-                    "The image is too large to return inline (Lambda's 6 MB response limit); "
-                    "it was stored and a URL returned instead.",
-                )
-            )
-        metadata = {
-            "provider": model.provider,
-            "model": model.id,
-            "prompt-sha256": prompt_hash(request.prompt),
-            "customer-id": str(request.customer_id),
-        }
-        stored = (
-            self.store.store_images(
-                request.customer_id, [item.image for item in result.images], metadata=metadata
-            )
-            if store
-            else [None] * len(result.images)
-        )
-        images = [
-            _delivered(item, where) for item, where in zip(result.images, stored, strict=True)
-        ]
-        settings = prepared.provider_request.settings
-        data: dict[str, Any] = {
-            "image_url": images[0]["image_url"],
-            "provider": model.provider,
-            "model": model.id,
-            "settings": settings.reported(),
-            "warnings": [w.to_dict() for w in warnings],
-            "cost_usd": _cost(result, model, settings, len(images)),
-        }
-        if "image_key" in images[0]:
-            data["image_key"] = images[0]["image_key"]
-        data["content_type"] = result.images[0].image.mime_type
-        if result.images[0].revised_prompt:
-            data["revised_prompt"] = result.images[0].revised_prompt
-        if result.images[0].seed is not None:
-            data["seed"] = result.images[0].seed
-        if len(images) > 1:
-            data["images"] = images
-        return data
+        return owner
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def usage_ledger_for(settings: ServiceSettings) -> UsageLedger | None:
-    if not settings.usage_table:
-        return None
-    defaults = Limits(
-        requests_per_minute=settings.rate_limit_per_minute,
-        daily_budget_usd=settings.daily_budget_usd,
-        monthly_budget_usd=settings.monthly_budget_usd,
-    )
-    return UsageLedger(settings.usage_table, defaults)
-
-
-def _delivered(item: GeneratedImage, stored: StoredImage | None) -> dict[str, Any]:
-    answer: dict[str, Any]
-    if stored is not None:
-        answer = {"image_url": stored.url, "image_key": stored.key}
-    else:
-        answer = {"image_url": item.image.to_data_url()}
-    answer["content_type"] = item.image.mime_type
-    if item.revised_prompt:
-        answer["revised_prompt"] = item.revised_prompt
-    if item.seed is not None:
-        answer["seed"] = item.seed
-    return answer
 
 
 def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
@@ -367,43 +293,3 @@ def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
             f"{note}; the request was served by its successor, {resolved.spec.id}.",
         )
     ]
-
-
-def _batches(request: ProviderRequest) -> list[ProviderRequest]:
-    n = request.settings.n
-    per_call = request.model.capabilities.max_images_per_call
-    if n <= per_call:
-        return [request]
-    batches = []
-    for index, start in enumerate(range(0, n, per_call)):
-        size = min(per_call, n - start)
-        seed = request.settings.seed
-        # The same seed on every call would return the same image n times; wrap, never past
-        # the largest seed the request model (and the providers) accept.
-        if seed is not None:
-            seed = (seed + index) % (MAX_SEED + 1)
-        settings = replace(request.settings, n=size, seed=seed)
-        batches.append(replace(request, settings=settings))
-    return batches
-
-
-def _unique(warnings: list[SettingWarning]) -> list[SettingWarning]:
-    return list(dict.fromkeys(warnings))
-
-
-def _inline_size(images: list[GeneratedImage]) -> int:
-    """The answer's size with every image inline. With ``n > 1`` the first data URL is in it
-    twice: as ``image_url`` and as ``images[0].image_url``."""
-    sizes = [math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images]
-    return sum(sizes) + (sizes[0] if len(sizes) > 1 else 0)
-
-
-def _cost(
-    result: ProviderResult, model: ModelSpec, settings, count: int | None = None
-) -> float | None:
-    """The provider's own figure when it gives one, else the registry's price, else None."""
-    if result.cost_usd is not None:
-        return result.cost_usd
-    price = model.pricing.per_image(quality=settings.quality or "auto", size=settings.size)
-    count = len(result.images) if count is None else count
-    return None if price is None else round(price * count, 6)

@@ -1,4 +1,6 @@
-"""S3: images under ``customers/{id}/assets/image/{uuid}.{ext}``, job records, and URLs for them.
+"""S3: images under ``customers/{id}/assets/image/{uuid}.{ext}``, a job's transient bytes under
+``jobs/{customer_id}/{job_id}/`` (its input images, and an inline answer's image until it is
+read), and URLs for them. Records live in DynamoDB (``job_store.py``), never here.
 
 The bucket is private. A stored key is turned into a URL on demand: a presigned GET, or a stable
 CloudFront URL (origin access control) — chosen per stage by ``IMAGE_URL_MODE``.
@@ -7,13 +9,11 @@ CloudFront URL (origin access control) — chosen per stage by ``IMAGE_URL_MODE`
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -22,6 +22,7 @@ from image_common.settings import ServiceSettings
 from image_service.images import ImageBytes, image_from_bytes
 
 logger = Logger(child=True)
+JOBS_PREFIX = "jobs/"
 _ASSET_KEY = re.compile(
     r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
 )
@@ -143,22 +144,23 @@ class ImageStore:
             raise PayloadTooLarge("A stored input image is over the size limit.")
         return image_from_bytes(obj["Body"].read(), what="stored input image")
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
+    def put_job_bytes(self, customer_id: int, job_id: str, name: str, image: ImageBytes) -> str:
+        """A job's transient image (an input image, or an inline answer's image): the workflow
+        passes its key, never its bytes. The ``jobs/`` prefix expires by lifecycle rule."""
+        key = f"{JOBS_PREFIX}{customer_id}/{job_id}/{name}.{image.extension}"
         try:
             self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=json.dumps(document, separators=(",", ":")).encode("utf-8"),
-                ContentType="application/json",
+                Bucket=self.bucket, Key=key, Body=image.data, ContentType=image.mime_type
             )
         except Exception:
-            raise StorageError("A job record could not be written.") from None
+            raise StorageError("The job's image could not be stored.") from None
+        return key
 
-    def get_json(self, key: str) -> dict[str, Any] | None:
+    def read_job_bytes(self, key: str) -> ImageBytes:
+        if not key.startswith(JOBS_PREFIX):
+            raise StorageError("The job's image could not be read.")
         try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=key)
-        except self.client.exceptions.NoSuchKey:
-            return None
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except Exception:
-            raise StorageError("A job record could not be read.") from None
-        return json.loads(obj["Body"].read())
+            raise StorageError("The job's image could not be read.") from None
+        return image_from_bytes(data, what="job image")

@@ -2,7 +2,7 @@
 
 Each is its own embedded-metric-format line (Powertools ``single_metric``), written when it
 happens, so that its dimensions (``provider``) never mix with the handler's per-invocation set,
-and the Flux tasks (no ``log_metrics`` decorator) emit them as well. Names come from
+and the job tasks (no ``log_metrics`` decorator) emit them as well. Names come from
 ``image_common.metric_names``, which the alarms read too.
 """
 
@@ -20,6 +20,7 @@ from image_common.metric_names import (
     PROVIDER_DIMENSION,
     PROVIDER_ERRORS,
     SERVICE_DIMENSION,
+    WEBHOOK_DELIVERY_FAILURES,
 )
 
 
@@ -33,6 +34,11 @@ def record_cost(provider: str, cost_usd: float) -> None:
     """Settled spend: once in total (the cost-per-hour alarm) and once per provider."""
     _emit(COST_USD, cost_usd, MetricUnit.NoUnit, {})
     _emit(COST_USD, cost_usd, MetricUnit.NoUnit, {PROVIDER_DIMENSION: provider})
+
+
+def record_webhook_failure() -> None:
+    """A job's callback given up on, after every retry of its schedule."""
+    _emit(WEBHOOK_DELIVERY_FAILURES, 1, MetricUnit.Count, {})
 
 
 def record_limit_rejection(error_type: str) -> None:

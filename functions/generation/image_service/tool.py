@@ -19,7 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_common.errors import ImageServiceError, InternalError
+from image_common.errors import ImageServiceError, InternalError, InvalidRequest, ProviderTimeout
 from image_service.models import GenerateImageInput, parse_invoke_event
 from image_service.registry import accepted_names
 from image_service.service import Caller, ImageService
@@ -121,14 +121,30 @@ class ImageGenerationService:
         self.images = images
 
     def generate_image(self, payload: Any, *, timeout_seconds: float) -> dict[str, Any]:
+        """Start (or, with ``idempotency_key`` beside the input, attach to) the job and wait for
+        its final answer within ``timeout_seconds`` — no 30 s limit here."""
         try:
+            key = None
+            if isinstance(payload, dict) and "idempotency_key" in payload:
+                payload = dict(payload)
+                key = payload.pop("idempotency_key")  # the executor's, beside the input
+                if not isinstance(key, str):
+                    raise InvalidRequest("idempotency_key must be a string.")
             request = parse_invoke_event(payload)
-            data = self.images.generate(
+            started = self.images.generate(
                 request,
                 caller=Caller.trusted(),
-                timeout_seconds=timeout_seconds,
-                wait_for_job=True,  # no 30 s limit here: a Flux job's finished image, not a 202
+                wait_seconds=timeout_seconds,
+                prepare_seconds=timeout_seconds,
+                idempotency_key=key,
             )
+            record = started.record
+            if not record.final:
+                raise ProviderTimeout(
+                    "The image was not ready in time; the job goes on, read it by its job_id.",
+                    details={"job_id": record.job_id, "status": record.status},
+                )
+            data = self.images.job_answer(record)
         except ImageServiceError as error:
             return tool_failure(error)
         except Exception as error:  # an invoke answer must never carry a stack trace

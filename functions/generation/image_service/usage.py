@@ -434,3 +434,15 @@ def _next_month(now: datetime) -> datetime:
 def _unavailable(error: Exception) -> StorageError:
     logger.error("usage table unavailable", extra={"error_class": type(error).__name__})
     return StorageError("Usage limits could not be checked; nothing was charged.")
+
+
+def usage_ledger_for(settings: Any) -> UsageLedger | None:
+    """The deployment's ledger (``USAGE_TABLE`` and the stage's default limits), or none."""
+    if not settings.usage_table:
+        return None
+    defaults = Limits(
+        requests_per_minute=settings.rate_limit_per_minute,
+        daily_budget_usd=settings.daily_budget_usd,
+        monthly_budget_usd=settings.monthly_budget_usd,
+    )
+    return UsageLedger(settings.usage_table, defaults)

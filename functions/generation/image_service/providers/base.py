@@ -1,20 +1,29 @@
-"""The one interface every provider adapter implements, and the types it speaks.
+"""The two interfaces a provider adapter implements, and the types they speak.
 
-An adapter takes a normalised ``ProviderRequest`` (settings already mapped to what the model
-supports, see ``normalize.py``) and returns image bytes, what it actually sent, warnings and
-cost. It knows nothing of S3, of this API's status codes, or of the other providers.
+A synchronous adapter (``ImageProvider``) takes a normalised ``ProviderRequest`` (settings
+already mapped to what the model supports, see ``normalize.py``) and returns image bytes, what
+it actually sent, warnings and cost. An asynchronous one (``AsynchronousImageProvider``: Flux)
+splits the same work into steps a job runs one by one — build the body, submit, poll, fetch the
+result — because its provider answers with a task to poll. Neither knows anything of S3, of
+this API's status codes, or of the other providers.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from image_common import settings as common_settings
-from image_common.errors import PayloadTooLarge, ProviderError
+from image_common.errors import (
+    ContentPolicyViolation,
+    ImageServiceError,
+    PayloadTooLarge,
+    ProviderError,
+)
 from image_service.http import download
 from image_service.images import ImageBytes, sniff_mime
 from image_service.registry import ModelSpec
@@ -101,6 +110,68 @@ class ImageProvider(Protocol):
     def generate(self, request: ProviderRequest) -> ProviderResult:
         """Generate ``request.settings.n`` images (at most the model's images per call)."""
         ...
+
+
+PollStatus = Literal["Pending", "Ready", "Moderated", "Error"]
+
+
+@dataclass
+class SubmitBody:
+    """What ``submit`` sends (prompt and base64 images included) and the warnings of fitting it."""
+
+    body: dict[str, Any]
+    warnings: list[SettingWarning] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    polling_url: str
+    cost_usd: float | None  # from the provider's submit answer, when it says
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One poll, reduced to what the job branches on (``status``) and what it needs next."""
+
+    status: PollStatus
+    provider_status: str  # the provider's own word, for the job record
+    result_url: str | None = None
+    seed: int | None = None
+    progress: float | None = None
+    message: str | None = None
+
+    def error(self) -> ImageServiceError | None:
+        """The typed error of a poll that ended the task unsuccessfully."""
+        if self.status == "Moderated":
+            return ContentPolicyViolation(self.message or "The provider refused the request.")
+        if self.status == "Error":
+            return ProviderError(self.message or "The provider could not make the image.")
+        return None
+
+
+class AsynchronousImageProvider(ABC):
+    """A provider that answers with a task to poll. A job calls these steps in this order:
+    ``build_body`` and ``submit`` once, ``poll`` every interval until the task ends, then
+    ``fetch_result`` — one loop for every such provider (the job's state machine)."""
+
+    name: str
+
+    @abstractmethod
+    def build_body(self, request: ProviderRequest) -> SubmitBody:
+        """The submit body for one image of ``request``; a bad option is an ``InvalidRequest``."""
+
+    @abstractmethod
+    def submit(self, model_id: str, body: dict[str, Any]) -> Submission: ...
+
+    @abstractmethod
+    def poll(self, task_id: str, polling_url: str) -> PollResult:
+        """One look at the task. A transient failure reads as ``Pending``: the job's budget,
+        not one unlucky poll, decides when to give up."""
+
+    @abstractmethod
+    def fetch_result(self, result_url: str) -> ImageBytes:
+        """Download the finished image (with no credentials: a delivery host, not the API)."""
 
 
 def merge_provider_options(

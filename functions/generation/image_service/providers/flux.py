@@ -1,9 +1,8 @@
 """Black Forest Labs (Flux): submit a task, follow its ``polling_url``, download ``result.sample``.
 
-Flux is asynchronous. In the service a Flux request runs as a job (``jobs.py``, Step Functions in
-AWS): the job's tasks call ``build_body`` (at request time, so a bad request is a 400 at once),
-``submit``, ``poll`` and ``fetch_sample`` separately. ``FluxProvider.generate`` chains the same
-steps in-process, for callers that can wait.
+Flux is asynchronous: ``FluxProvider`` is an ``AsynchronousImageProvider``, whose steps the job
+pipeline (``pipeline.py``, the job state machine in AWS) calls one by one: ``build_body``,
+``submit``, ``poll`` every interval, ``fetch_result``.
 
 Wire contract (PROVIDERS.md): ``x-key`` auth; ``width``/``height`` (multiples of 32, 256–1440)
 for dev/pro, ``aspect_ratio`` for ultra and kontext; ``image_prompt`` (dev/pro/ultra) or
@@ -16,17 +15,13 @@ host, not the API. ``cost`` in the submit answer is in credits (1 credit = $0.01
 from __future__ import annotations
 
 import base64
-import time
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aws_lambda_powertools import Logger
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import (
-    ContentPolicyViolation,
-    ImageServiceError,
     InvalidRequest,
     ProviderError,
     ProviderRateLimited,
@@ -42,10 +37,12 @@ from image_service.http import (
 )
 from image_service.images import ImageBytes
 from image_service.providers.base import (
-    GeneratedImage,
+    AsynchronousImageProvider,
+    PollResult,
     ProviderRequest,
-    ProviderResult,
     SettingWarning,
+    Submission,
+    SubmitBody,
     download_provider_image,
     merge_provider_options,
 )
@@ -54,7 +51,6 @@ NAME = "flux"
 USD_PER_CREDIT = 0.01
 SUBMIT_TIMEOUT_SECONDS = 20.0
 POLL_TIMEOUT_SECONDS = 10.0
-POLL_INTERVAL_SECONDS = 1.0  # in-process generate(); jobs take theirs from the job input
 TRUSTED_POLLING_DOMAIN = "bfl.ai"  # polling URLs may name a regional host: *.bfl.ai
 MODERATED_STATUSES = frozenset({"Request Moderated", "Content Moderated"})
 FAILED_STATUSES = frozenset({"Error", "Task not found"})
@@ -78,43 +74,11 @@ _RESERVED = _IMAGE_FIELDS | {
     "webhook_secret",
 }  # fmt: skip
 
-PollStatus = Literal["Pending", "Ready", "Moderated", "Error"]
 logger = Logger(child=True)
 
 
-@dataclass(frozen=True)
-class FluxSubmission:
-    task_id: str
-    polling_url: str
-    cost_usd: float | None  # from the submit answer's ``cost`` (credits)
-
-
-@dataclass(frozen=True)
-class FluxPoll:
-    """One poll, reduced to what the workflow branches on (``status``) and what it needs next."""
-
-    status: PollStatus
-    provider_status: str  # BFL's own word, for the job record
-    sample_url: str | None = None
-    seed: int | None = None
-    progress: float | None = None
-    message: str | None = None
-
-    def error(self) -> ImageServiceError | None:
-        """The typed error of a poll that ended the task unsuccessfully."""
-        if self.status == "Moderated":
-            return ContentPolicyViolation(self.message or "The flux provider refused the request.")
-        if self.status == "Error":
-            return ProviderError(self.message or "The flux provider could not make the image.")
-        return None
-
-
-@dataclass
-class FluxBody:
-    """What ``submit`` sends (prompt and base64 images included) and what to report of it."""
-
-    body: dict[str, Any]
-    warnings: list[SettingWarning] = field(default_factory=list)
+class FluxBody(SubmitBody):
+    """The submit body; ``sent`` is what may be logged or kept of it."""
 
     @property
     def sent(self) -> dict[str, Any]:
@@ -124,6 +88,10 @@ class FluxBody:
             for k, v in self.body.items()
             if k != "prompt"
         }
+
+
+FluxSubmission = Submission
+FluxPoll = PollResult
 
 
 # --- the steps --------------------------------------------------------------------------------
@@ -211,41 +179,22 @@ def fetch_sample(sample_url: str) -> ImageBytes:
 # --- the adapter ------------------------------------------------------------------------------
 
 
-class FluxProvider:
-    """``ImageProvider`` for Flux, plus the separate steps the job workflow calls."""
+class FluxProvider(AsynchronousImageProvider):
+    """The job pipeline's steps for Flux."""
 
     name = NAME
-    build_body = staticmethod(build_body)
-    submit = staticmethod(submit)
-    poll = staticmethod(poll)
-    fetch_sample = staticmethod(fetch_sample)
 
-    def __init__(self, *, interval_seconds: float = POLL_INTERVAL_SECONDS, sleep=time.sleep):
-        self.interval_seconds = interval_seconds
-        self._sleep = sleep
+    def build_body(self, request: ProviderRequest) -> FluxBody:
+        return build_body(request)
 
-    def generate(self, request: ProviderRequest) -> ProviderResult:
-        """Submit, poll until ready within ``request.timeout_seconds``, download: in-process."""
-        deadline = time.monotonic() + request.timeout_seconds
-        prepared = build_body(request)
-        submission = submit(request.model.id, prepared.body)
-        while True:
-            self._sleep(self.interval_seconds)
-            result = poll(submission.task_id, submission.polling_url)
-            if result.status == "Ready":
-                break
-            error = result.error()
-            if error is not None:
-                raise error
-            if time.monotonic() >= deadline:
-                raise ProviderTimeout("The flux provider did not finish the image in time.")
-        image = fetch_sample(result.sample_url or "")
-        return ProviderResult(
-            images=[GeneratedImage(image=image, seed=result.seed)],
-            sent=prepared.sent,
-            warnings=prepared.warnings,
-            cost_usd=submission.cost_usd,
-        )
+    def submit(self, model_id: str, body: dict[str, Any]) -> Submission:
+        return submit(model_id, body)
+
+    def poll(self, task_id: str, polling_url: str) -> PollResult:
+        return poll(task_id, polling_url)
+
+    def fetch_result(self, result_url: str) -> ImageBytes:
+        return fetch_sample(result_url)
 
 
 def create_provider() -> FluxProvider:
@@ -322,7 +271,7 @@ def _read_poll(answer: dict[str, Any]) -> FluxPoll:
         return FluxPoll(
             "Ready",
             status,
-            sample_url=sample,
+            result_url=sample,
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             progress=1.0,
         )

@@ -51,11 +51,27 @@ class ServiceSettings(BaseModel):
     daily_budget_usd: float = Field(default=20.0, gt=0)
     monthly_budget_usd: float = Field(default=200.0, gt=0)
 
-    flux_state_machine_arn: str | None = None
-    job_budget_seconds: int = Field(default=60, gt=0, le=900)
+    # Jobs (docs/jobs.md). Every generation is a job: a record in DynamoDB, run by the job
+    # state machine (or, in the local stack, the same tasks in-process).
+    jobs_table: str = Field(default="image-jobs", min_length=3)
+    job_state_machine_arn: str | None = None
+    # The longest any one job may run its provider call or poll loop: each model's own budget
+    # (image_service.budgets) is capped here, to fit the worker function's timeout.
+    job_max_budget_seconds: float = Field(default=240, gt=0, le=840)
     job_poll_interval_seconds: float = Field(default=1.0, gt=0, le=10)
-    # How jobs run: the Flux state machine, or (local stack) the same tasks in a thread.
-    job_runner: Literal["stepfunctions", "local"] = "stepfunctions"
+    # How long POST /image/generate waits for a job before answering 202: inside API Gateway's
+    # 30 s integration limit, with room for validation and the answer.
+    job_wait_seconds: float = Field(default=20, ge=0, le=25)
+    job_record_ttl_days: int = Field(default=30, ge=1, le=3650)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+
+    # Webhooks: the signing secret (whsec_…) from the environment (local) or Secrets Manager.
+    webhook_secret: str | None = Field(default=None, repr=False)
+    webhook_secret_arn: str | None = None
+    # Origins (scheme://host[:port]) exempt from the public-URL guard for callback_url.
+    trusted_callback_origins: str = ""
+    # Seconds to wait before each retry of a failed delivery (Standard Webhooks' schedule).
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000"
 
     @model_validator(mode="after")
     def _cdn_needs_domain(self) -> ServiceSettings:
@@ -75,6 +91,32 @@ class ServiceSettings(BaseModel):
     def trusted_origins(self) -> frozenset[str]:
         """The normalised origins of ``trusted_url_origins``."""
         origins = (url_origin(o.strip()) for o in self.trusted_url_origins.split(",") if o.strip())
+        return frozenset(o for o in origins if o)
+
+    @model_validator(mode="after")
+    def _webhook_settings(self) -> ServiceSettings:
+        if self.webhook_secret and not self.webhook_secret.startswith("whsec_"):
+            raise ValueError("WEBHOOK_SECRET must be a Standard Webhooks secret (whsec_…)")
+        try:
+            self.webhook_retry_delays  # noqa: B018 - validates the schedule
+        except ValueError:
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
+        for item in filter(None, (o.strip() for o in self.trusted_callback_origins.split(","))):
+            if url_origin(item) is None:
+                raise ValueError(f"TRUSTED_CALLBACK_ORIGINS: {item!r} is not scheme://host[:port]")
+        return self
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        delays = tuple(float(x) for x in self.webhook_retry_schedule.split(",") if x.strip())
+        if any(d < 0 for d in delays):
+            raise ValueError("negative delay")
+        return delays
+
+    @property
+    def trusted_callback_origin_set(self) -> frozenset[str]:
+        """The normalised origins of ``trusted_callback_origins``."""
+        origins = (url_origin(o.strip()) for o in self.trusted_callback_origins.split(",") if o)
         return frozenset(o for o in origins if o)
 
     @property

@@ -1,9 +1,13 @@
-"""Step Functions: the Flux job workflow (Express), from ``infra/flux_definition.py``.
+"""Step Functions: the job workflow (Standard), from ``infra/job_definition.py``.
 
-The definition is deployed as written there, with the task functions' ARNs passed as
-CloudFormation definition substitutions, so the document tests run in moto is byte for byte
-the one deployed. The role may invoke those four functions and nothing else; the generation
-function may start this state machine and no other.
+Every generation runs through it. The definition is deployed as written there, with the task
+functions' ARNs passed as CloudFormation definition substitutions, so the document tests run in
+moto is byte for byte the one deployed. Standard, not Express (docs/jobs.md § cost): a job may
+wait minutes for its provider and hours for its webhook's retries (Express stops at 5 minutes),
+an execution name runs once (the job id), and each execution's history stays readable.
+
+The role may invoke the five task functions and nothing else; the generation function may
+start this state machine and no other.
 """
 
 from __future__ import annotations
@@ -17,36 +21,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.flux_definition import (
-    POLL_ARN_PLACEHOLDER,
-    RECORD_FAILURE_ARN_PLACEHOLDER,
-    STORE_ARN_PLACEHOLDER,
-    SUBMIT_ARN_PLACEHOLDER,
-    flux_definition_template,
-)
+from infra.job_definition import PLACEHOLDERS, TASKS, job_definition_template
 from infra.log_retention import retention
 from infra.nag import acknowledge
 from infra.settings import StageSettings
 
-EXPRESS_MAX_DURATION_SECONDS = 300
-# Room around the poll budget for submit, the last poll, store and recording a failure.
-EXECUTION_MARGIN_SECONDS = 120
-TASKS = ("submit", "poll", "store", "record_failure")
-_PLACEHOLDERS = {
-    "submit": SUBMIT_ARN_PLACEHOLDER,
-    "poll": POLL_ARN_PLACEHOLDER,
-    "store": STORE_ARN_PLACEHOLDER,
-    "record_failure": RECORD_FAILURE_ARN_PLACEHOLDER,
-}
 
-
-def execution_timeout_seconds(settings: StageSettings) -> int:
-    return min(
-        EXPRESS_MAX_DURATION_SECONDS, settings.flux.budget_seconds + EXECUTION_MARGIN_SECONDS
-    )
-
-
-class FluxWorkflow(Construct):
+class JobWorkflow(Construct):
     def __init__(
         self,
         scope: Construct,
@@ -59,13 +40,13 @@ class FluxWorkflow(Construct):
         super().__init__(scope, construct_id)
         missing = set(TASKS) - set(tasks)
         if missing:
-            raise ValueError(f"Flux workflow needs task functions: {', '.join(sorted(missing))}")
+            raise ValueError(f"the job workflow needs task functions: {', '.join(sorted(missing))}")
 
         log_group = logs.LogGroup(
             self,
             "Logs",
             # Vended-logs prefix: keeps CloudWatch Logs' resource policy small.
-            log_group_name=f"/aws/vendedlogs/states/{settings.resource_prefix}-flux",
+            log_group_name=f"/aws/vendedlogs/states/{settings.resource_prefix}-jobs",
             retention=retention(settings.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -73,7 +54,7 @@ class FluxWorkflow(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
-            description=f"{settings.resource_prefix} Flux workflow",
+            description=f"{settings.resource_prefix} job workflow",
         )
         # The unqualified ARNs the definition invokes — not "<arn>:*" (any version or alias).
         role.add_to_principal_policy(
@@ -83,34 +64,37 @@ class FluxWorkflow(Construct):
             )
         )
         definition = json.dumps(
-            flux_definition_template(timeout_seconds=execution_timeout_seconds(settings)),
+            job_definition_template(
+                worker_timeout_seconds=settings.functions.job_run.timeout_seconds
+            ),
             indent=2,
         )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_type=sfn.StateMachineType.EXPRESS,
+            state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(definition),
             definition_substitutions={
-                _PLACEHOLDERS[name].removeprefix("${").removesuffix("}"): tasks[name].function_arn
+                PLACEHOLDERS[name].removeprefix("${").removesuffix("}"): tasks[name].function_arn
                 for name in TASKS
             },
             role=role,
             logs=sfn.LogOptions(
                 destination=log_group,
                 level=sfn.LogLevel.ALL,
-                include_execution_data=settings.flux.log_execution_data,
+                include_execution_data=settings.jobs.log_execution_data,
             ),
             tracing_enabled=settings.functions.tracing,
-            comment="Flux image job: submit, poll, store",
+            comment="Image job: run or submit/poll/store, record, notify",
         )
         acknowledge(
             role,
             "IAM5",
-            "CloudWatch Logs delivery actions (logs:CreateLogDelivery, …) that Express logging "
-            "needs have no resource-level permissions; AWS accepts only '*' for them.",
+            "CloudWatch Logs delivery actions (logs:CreateLogDelivery, …) that Step Functions "
+            "logging needs have no resource-level permissions; AWS accepts only '*' for them.",
             finding="Resource::*",
         )
+        self.role = role
 
         self.state_machine.grant_start_execution(started_by)
-        started_by.add_environment("FLUX_STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
+        started_by.add_environment("JOB_STATE_MACHINE_ARN", self.state_machine.state_machine_arn)

@@ -1,6 +1,6 @@
-"""Lambda entry points of the Flux workflow (``infra/flux_definition.py``): submit, poll, store
-and record_failure. Each takes the job's small state and returns it extended; the work is in
-``image_service.job_workflow.JobWorkflow``. The local stack's ``LocalJobRunner`` calls these same
+"""Lambda entry points of the job state machine (``infra/job_definition.py``): run, poll,
+store, record_failure and notify. Each takes the job's small state and returns it extended; the
+work is in ``image_service.pipeline.JobPipeline``. The local stack's runner calls these same
 functions, in the state machine's order.
 """
 
@@ -13,28 +13,34 @@ from aws_lambda_powertools import Logger
 
 from image_common.errors import ImageServiceError, InternalError
 from image_common.settings import ServiceSettings, get_settings
-from image_service.job_workflow import JobWorkflow
-from image_service.jobs import JobStore
-from image_service.service import ImageService
+from image_service.job_store import JobStore
+from image_service.pipeline import JobPipeline
+from image_service.providers import get_image_provider
 from image_service.storage import ImageStore
+from image_service.usage import usage_ledger_for
 
 logger = Logger()
 settings = get_settings()  # a misconfigured function fails here, at cold start
 
 
-def workflow() -> JobWorkflow:
-    return workflow_for(get_settings())
+def pipeline() -> JobPipeline:
+    return pipeline_for(get_settings())
 
 
 @cache
-def workflow_for(current: ServiceSettings) -> JobWorkflow:
+def pipeline_for(current: ServiceSettings) -> JobPipeline:
     """One per container (per settings: the local stack may restart with another environment)."""
-    store = ImageStore(current)
-    return JobWorkflow(ImageService(current, store), JobStore(store))
+    return JobPipeline(
+        current,
+        ImageStore(current),
+        JobStore(current.jobs_table),
+        get_image_provider,
+        usage=usage_ledger_for(current),
+    )
 
 
-def submit(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _run("submit", event)
+def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("run", event)
 
 
 def poll(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -49,10 +55,14 @@ def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _run("record_failure", event)
 
 
+def notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _run("notify", event)
+
+
 def _run(step: str, event: dict[str, Any]) -> dict[str, Any]:
     logger.append_keys(job_id=event.get("job_id"), step=step)
     try:
-        return getattr(workflow(), step)(event)
+        return getattr(pipeline(), step)(event)
     except ImageServiceError as error:
         logger.info("task failed", extra={"error_type": error.type, "status": error.status})
         # Re-raised bare: the Lambda error (its name is the workflow's error) carries the safe
