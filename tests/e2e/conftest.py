@@ -69,7 +69,13 @@ def local_stack() -> Iterator[RunningStack]:
         for prefix in prefixes:
             env.delenv(f"{prefix}_API_KEY", raising=False)
             env.delenv(f"{prefix}_BASE_URL", raising=False)
-        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "USAGE_TABLE"):
+        for name in (
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "USAGE_TABLE",
+            "WEBHOOK_SECRET",  # the stack's own dev secret, as on a fresh machine
+            "JOBS_TABLE",
+        ):
             env.delenv(name, raising=False)
         for prefix in prefixes:
             env.delenv(f"{prefix}_API_KEY_SECRET_ARN", raising=False)

@@ -11,6 +11,7 @@ from infra.constructs.api import ACCESS_LOG_FORMAT
 
 AUTHORIZED_ROUTES = {
     "POST /image/generate",
+    "GET /image/jobs",
     "GET /image/jobs/{job_id}",
     "GET /image/models",
     "GET /image/usage",
@@ -47,7 +48,7 @@ def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
         assert authorizer["AuthorizerResultTtlInSeconds"] == ttl
 
 
-def test_exactly_the_five_routes_exist(synthesized):
+def test_exactly_the_deployed_routes_exist(synthesized):
     assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPEN_ROUTES
 
 
