@@ -96,7 +96,7 @@ def test_usage_shows_the_settled_cost_of_each_finished_generation_and_job(api, l
     charges = {c.get("job_id"): c for c in data["charges"]}
     assert charges[job["job_id"]]["status"] == "settled"
     assert charges[job["job_id"]]["cost_usd"] == pytest.approx(final.json()["data"]["cost_usd"])
-    sync = charges[None]
+    sync = charges[made.json()["data"]["job_id"]]  # every generation is a job now
     assert sync["status"] == "settled" and sync["provider"] == "openai"
     assert sync["cost_usd"] == pytest.approx(made.json()["data"]["cost_usd"])
     spent = made.json()["data"]["cost_usd"] + final.json()["data"]["cost_usd"]
