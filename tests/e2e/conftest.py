@@ -7,6 +7,7 @@ of that back — as soon as the last e2e test has run, before any other suite's 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from image_common.credentials import PROVIDER_ENDPOINTS
+from image_common.settings import get_settings
 from local.emulators import EMULATORS
 from local.stack import LocalStack
 from local.token import mint_token
@@ -96,6 +98,13 @@ def local_stack() -> Iterator[RunningStack]:
         finally:
             stack.stop()
             receiver.stop()
+    # The stack re-read the settings while this fixture's variables were still in place: read
+    # them again from the test session's own environment, now restored.
+    get_settings.cache_clear()
+    generation = sys.modules.get("generation")
+    if generation is not None:  # its module-level settings too, as a fresh import would have
+        generation.settings = get_settings()
+        generation.image_service.cache_clear()
 
 
 @pytest.fixture(scope="package")

@@ -51,6 +51,7 @@ class JobError(BaseModel):
     type: str
     message: str
     retry_after: int | None = None
+    kind: str | None = None  # the error's class, so a reader raises what the worker raised
 
     @classmethod
     def of(cls, error: ImageServiceError) -> JobError:
@@ -59,12 +60,16 @@ class JobError(BaseModel):
             type=error.type,
             message=error.message,
             retry_after=error.retry_after,
+            kind=type(error).__name__,
         )
 
     def to_exception(self, job_id: str) -> ImageServiceError:
         """The error as it was raised: its class (so callers can catch what they would have
         caught without a job), its message, and the job it belongs to."""
-        cls = _error_classes().get((self.type, self.status), ImageServiceError)
+        classes = _error_classes()
+        cls = classes.get(self.kind or "")
+        if cls is None or (cls.type, cls.status) != (self.type, self.status):
+            cls = classes.get((self.type, self.status), ImageServiceError)
         kwargs = {
             "retry_after": self.retry_after,
             "details": {"job_id": job_id, "status": "failed"},
@@ -75,10 +80,14 @@ class JobError(BaseModel):
 
 
 @cache
-def _error_classes() -> dict[tuple[str, int], type[ImageServiceError]]:
-    found, pending = {}, [ImageServiceError]
+def _error_classes() -> dict[object, type[ImageServiceError]]:
+    """The service's error classes by name, and by (type, status) — the first, most general
+    class of each pair, for records written before ``kind`` existed."""
+    found: dict[object, type[ImageServiceError]] = {}
+    pending = [ImageServiceError]
     while pending:
-        cls = pending.pop()
+        cls = pending.pop(0)
+        found.setdefault(cls.__name__, cls)
         found.setdefault((cls.type, cls.status), cls)
         pending.extend(cls.__subclasses__())
     return found
