@@ -25,9 +25,10 @@ from tests.webhook_receiver import WebhookReceiver
 E2E_JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # HS256: at least 32 bytes
 
 
-# Compressed time: the request waits 2 s for a job (20 s deployed) and a failed webhook is
-# retried after 1 s (5 s deployed), so a "40 s" generation is a [delay=4] one here.
-E2E_JOB_WAIT_SECONDS = "2"
+# Compressed time: the request waits 6 s for a job (20 s deployed; room for a fast generation
+# on a busy machine) and a failed webhook is retried after 1 s (5 s deployed), so a "40 s"
+# generation is a [delay=10] one here.
+E2E_JOB_WAIT_SECONDS = "6"
 E2E_WEBHOOK_RETRY_SCHEDULE = "1,1"
 
 

@@ -4,8 +4,8 @@ at once; a repeated ``Idempotency-Key`` is one job and one call, another body wi
 listing shows only the caller's jobs; webhooks arrive signed (verified with the
 ``standardwebhooks`` library) for a succeeded and a failed job, and again after a 500.
 
-Compressed time (tests/e2e/conftest.py): the request waits 2 s, not 20, so a "40 s" OpenAI
-generation is ``[delay=4]`` here; webhook retries come after 1 s."""
+Compressed time (tests/e2e/conftest.py): the request waits 6 s, not 20, so a "40 s" OpenAI
+generation is ``[delay=10]`` here; webhook retries come after 1 s."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def unique(prompt: str) -> str:
 
 
 def test_a_slow_generation_answers_202_then_200_at_its_status_url_with_one_call(api, local_stack):
-    prompt = unique("A lighthouse in a storm, every wave drawn [delay=4]")
+    prompt = unique("A lighthouse in a storm, every wave drawn [delay=10]")
     response = api.post("/image/generate", json=body(prompt), headers=local_stack.auth(1))
 
     assert response.status_code == 202, response.text
@@ -90,7 +90,7 @@ def test_respond_async_answers_202_at_once(api, local_stack):
 
 
 def test_a_repeated_idempotency_key_is_one_job_and_one_call(api, local_stack):
-    prompt = unique("A slow portrait [delay=3]")
+    prompt = unique("A slow portrait [delay=10]")
     headers = local_stack.auth(1) | {"idempotency-key": f"e2e-{uuid.uuid4()}"}
     first = api.post("/image/generate", json=body(prompt), headers=headers)
     second = api.post("/image/generate", json=body(prompt), headers=headers)  # a client's retry

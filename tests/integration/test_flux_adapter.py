@@ -259,7 +259,7 @@ def test_a_refused_poll_is_a_provider_error(emulators):
 )
 def test_the_sample_has_the_size_or_shape_that_was_asked_for(bfl, model, body, size):
     submission = flux.submit(model, {"prompt": "a fox [polls=0]", **body})
-    sample = flux.poll(submission.task_id, submission.polling_url).sample_url
+    sample = flux.poll(submission.task_id, submission.polling_url).result_url
     assert Image.open(io.BytesIO(flux.fetch_sample(sample).data)).size == size
 
 
