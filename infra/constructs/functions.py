@@ -222,7 +222,6 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.job_store,
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),
-                presign_prefixes=(IMAGES_PREFIX,),  # the finished job's image URL
                 usage_actions=SETTLES_USAGE,
                 writes_jobs=True,  # no provider key: the result URL is fetched without one
                 environment=service_env,

@@ -249,7 +249,7 @@ def test_generation_may_start_only_its_state_machine_and_reads_no_secret(synthes
         (
             "job_tasks.run",
             {
-                "s3:GetObject": {"/customers/*", "/jobs/*"},
+                "s3:GetObject": {"/jobs/*"},
                 "s3:PutObject": {"/customers/*", "/jobs/*"},
                 "s3:DeleteObject": {"/customers/*"},  # a part-way failure removes what it stored
             },
@@ -257,7 +257,10 @@ def test_generation_may_start_only_its_state_machine_and_reads_no_secret(synthes
         ("job_tasks.poll", {}),
         (
             "job_tasks.store",
-            {"s3:PutObject": {"/customers/*", "/jobs/*"}, "s3:DeleteObject": {"/customers/*"}},
+            {  # no GetObject: a job's record keeps keys, its readers sign the URLs
+                "s3:PutObject": {"/customers/*", "/jobs/*"},
+                "s3:DeleteObject": {"/customers/*"},
+            },
         ),
         ("job_tasks.record_failure", {}),
         ("job_tasks.notify", {"s3:GetObject": {"/customers/*", "/jobs/*"}}),
@@ -413,11 +416,11 @@ def test_every_function_publishes_a_version_behind_a_live_alias(synthesized):
 def test_list_bucket_is_limited_to_the_prefixes_a_function_reads(dev, prod):
     expected = {
         "generation.handler": ["customers/*", "jobs/*"],
-        "flux_tasks.store": ["jobs/*"],  # it presigns customers/*, and never lists them
-        "flux_tasks.poll": ["jobs/*"],
+        "job_tasks.run": ["jobs/*"],  # it presigns customers/*, and never lists them
+        "job_tasks.notify": ["customers/*", "jobs/*"],
     }
     for handler, prefixes in expected.items():
         (listing,) = [s for s in _statements(dev, handler) if "s3:ListBucket" in _actions(s)]
         assert listing["Condition"] == {"StringLike": {"s3:prefix": prefixes}}, handler
     # CloudFront URLs are not signed by the function: no GetObject on customers/* for store
-    assert _grants(prod, "flux_tasks.store")["s3:GetObject"] == {"/jobs/*"}
+    assert "s3:GetObject" not in _grants(prod, "job_tasks.store")
