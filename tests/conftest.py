@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlparse
 
 # Function code reads its settings at import (cold start): set them before anything imports it.
 os.environ.update(
@@ -283,3 +286,47 @@ def jwk_of(private_key, kid: str, alg: str) -> dict:
 
     jwk = jwt.get_algorithm_by_name(alg).to_jwk(private_key.public_key(), as_dict=True)
     return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+
+
+class LocalServer:
+    """A tiny HTTP server whose answers the test sets, and which records every request."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, dict(self.headers)))
+                status, headers, body = server.routes.get(
+                    urlparse(self.path).path, (404, {}, b"not found")
+                )
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def answer(self, path, status=200, body: object = b"", headers=None):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.routes[path] = (status, headers or {"Content-Type": "application/json"}, body)
+
+    def hits(self, path):
+        return sum(1 for requested, _ in self.requests if urlparse(requested).path == path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -15,8 +15,8 @@ import jwt
 from jwt import PyJWK
 from jwt import exceptions as jwt_errors
 
+from image_common.secret_extension import read_secret_string
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
-from jwt_authorizer.secret_extension import read_secret_string
 from jwt_authorizer.settings import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,

@@ -6,7 +6,6 @@ and storage; it knows nothing of API Gateway, Lambda events or HTTP status codes
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -343,6 +342,8 @@ def usage_ledger_for(settings: ServiceSettings) -> UsageLedger | None:
 
 
 def _delivered(item: GeneratedImage, stored: StoredImage | None) -> dict[str, Any]:
+    """One image of the answer: its stored URL and key, or its data URL — built from the
+    provider's own base64 when it sent base64 (no decode and re-encode of the same text)."""
     answer: dict[str, Any]
     if stored is not None:
         answer = {"image_url": stored.url, "image_key": stored.key}
@@ -394,7 +395,7 @@ def _unique(warnings: list[SettingWarning]) -> list[SettingWarning]:
 def _inline_size(images: list[GeneratedImage]) -> int:
     """The answer's size with every image inline. With ``n > 1`` the first data URL is in it
     twice: as ``image_url`` and as ``images[0].image_url``."""
-    sizes = [math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images]
+    sizes = [i.image.data_url_length + _DATA_URL_OVERHEAD for i in images]
     return sum(sizes) + (sizes[0] if len(sizes) > 1 else 0)
 
 

@@ -7,8 +7,6 @@ cost. It knows nothing of S3, of this API's status codes, or of the other provid
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -16,7 +14,7 @@ from typing import Any, Literal, Protocol
 from image_common import settings as common_settings
 from image_common.errors import PayloadTooLarge, ProviderError
 from image_service.http import download
-from image_service.images import ImageBytes, sniff_mime
+from image_service.images import ImageBytes, check_base64, sniff_mime
 from image_service.registry import ModelSpec
 
 WarningType = Literal["unsupported-setting", "adjusted-setting", "model-retired", "other"]
@@ -135,14 +133,18 @@ RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 
 
 def provider_base64_image(text: Any, provider: str) -> ImageBytes:
-    """A base64 image inside a provider's JSON answer; bad base64 or non-image bytes are a 502."""
+    """A base64 image inside a provider's JSON answer, kept as that text: checked (bad base64 or
+    non-image bytes are a 502) but not decoded, so a data URL answer passes it through as is."""
     if not isinstance(text, str) or not text:
         raise ProviderError(f"The {provider} provider returned an item without an image.")
     try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        head, size = check_base64(text)
+    except ValueError:
         raise ProviderError(f"The {provider} provider sent an image that is not base64.") from None
-    return provider_image(data, provider)
+    mime = sniff_mime(head)
+    if mime is None:
+        raise ProviderError(f"The {provider} provider returned data that is not an image.")
+    return ImageBytes.from_checked_base64(text, mime, size)
 
 
 def download_provider_image(url: str, provider: str) -> ImageBytes:
