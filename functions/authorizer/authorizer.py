@@ -120,7 +120,10 @@ def _authorization_header(event: Any) -> str | None:
         return None
     headers = event.get("headers")
     if isinstance(headers, dict):
-        # API Gateway v2 lower-cases header names; other callers (local stack, tests) may not.
+        value = headers.get("authorization")  # API Gateway v2 lower-cases header names
+        if isinstance(value, str):
+            return value
+        # other callers (local stack, tests) may not
         for name, value in headers.items():
             if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
                 return value

@@ -183,3 +183,28 @@ def _forbidden(*args, **kwargs):
 
 def test_image_bytes_built_from_bytes_still_encode_their_data_url():
     assert ImageBytes(PNG, "image/png").to_data_url() == f"data:image/png;base64,{PNG_TEXT}"
+
+
+# --- the HTTP answer's JSON text --------------------------------------------------------------
+
+
+def test_inline_images_are_spliced_into_the_json_text_unchanged():
+    from generation import json_text
+
+    url = f"data:image/png;base64,{PNG_TEXT}"
+    body = {"success": True, "code": 200,
+            "data": {"image_url": url, "revised_prompt": 'A "quoted" café ☕ \u2028',
+                     "images": [{"image_url": url, "seed": 1},
+                                {"image_url": "data:image/webp;base64,UklGRg==", "seed": 2}]}}  # fmt: skip
+    text = json_text(body)
+    assert json.loads(text) == body
+    assert text == json.dumps(body, separators=(",", ":"))
+
+
+def test_answers_without_inline_images_are_plain_json():
+    from generation import json_text
+
+    body = {"success": False, "code": 400, "error": {"type": "invalid_request", "message": "x"}}
+    assert json_text(body) == json.dumps(body, separators=(",", ":"))
+    stored = {"success": True, "data": {"image_url": "https://cdn.test/k.png", "images": None}}
+    assert json.loads(json_text(stored)) == stored

@@ -34,6 +34,10 @@ NEVER_ON_THE_FIRST_REQUEST = {
     "cryptography",
     "jwt",
     "aws_lambda_powertools.utilities.parameters",
+    # the rest of Powertools' event_handler package: other resolvers, and asyncio with them
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "asyncio",
 }
 
 
@@ -97,3 +101,18 @@ def test_a_first_data_url_request_reads_the_key_without_boto3_or_cryptography(
     modules = set(json.loads(lines[-1]))
     assert "image_service.providers.openai" in modules
     assert not NEVER_ON_THE_FIRST_REQUEST & modules
+
+
+def test_powertools_event_handler_names_still_resolve_after_the_lean_import():
+    probe = (
+        "import http_resolver, sys\n"
+        "assert 'aws_lambda_powertools.event_handler.appsync' not in sys.modules\n"
+        "from aws_lambda_powertools.event_handler import AppSyncResolver, APIGatewayHttpResolver\n"
+        "assert APIGatewayHttpResolver is http_resolver.APIGatewayHttpResolver\n"
+        "print('ok')\n"
+    )
+    env = {"PYTHONPATH": str(ROOT / "functions/generation"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
