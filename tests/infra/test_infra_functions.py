@@ -159,27 +159,28 @@ def test_the_generation_layers_are_not_the_authorizers(dev):
     assert assets["authorizer"]["S3Key"] != assets["generation"]["S3Key"]
 
 
-@pytest.mark.parametrize(
-    "handler",
-    [
-        "generation.handler",
-        "flux_tasks.submit",
-        "flux_tasks.poll",
-        "flux_tasks.store",
-        "models_check.handler",
-    ],
-)
-def test_functions_reading_provider_keys_get_the_secrets_extension(synthesized, handler):
-    props = _functions(synthesized)[handler]
-    env = props["Environment"]["Variables"]
-    assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
-    assert "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" in env
-    assert any("Fn::FindInMap" in layer for layer in props["Layers"])  # the extension's ARN
+def _has_secrets_extension(props: dict) -> bool:
+    """The extension's public layer: a region map lookup, or its ARN when the region is pinned."""
+    return any(
+        "Fn::FindInMap" in layer if isinstance(layer, dict) else "Parameters-and-Secrets" in layer
+        for layer in props.get("Layers", [])
+    )
 
 
-def test_a_function_reading_no_secret_has_no_extension(synthesized):
-    props = _functions(synthesized)["flux_tasks.record_failure"]
-    assert not any("Fn::FindInMap" in layer for layer in props["Layers"])
+def test_every_function_given_a_provider_key_reads_it_through_the_extension(synthesized):
+    given_keys = set()
+    for handler, props in _functions(synthesized).items():
+        env = props.get("Environment", {}).get("Variables", {})
+        has_extension = _has_secrets_extension(props)
+        reads_key = any(name.endswith("_API_KEY_SECRET_ARN") for name in env)
+        if handler == "authorizer.handler":
+            continue  # its own test: the extension in secret mode only
+        assert has_extension == reads_key, handler  # no extension where no secret is read
+        if reads_key:
+            given_keys.add(handler)
+            assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
+            assert "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" in env
+    assert {"generation.handler", "flux_tasks.submit"} <= given_keys
 
 
 def test_service_functions_know_the_bucket_and_url_mode(dev, prod):
