@@ -31,7 +31,7 @@ from bench.shapes import (
 KEY = "sk-bench-0123456789abcdef"
 PROMPT = "A serene mountain landscape at sunset"
 BUCKET = "bench-images"
-SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-keys-AbCdEf"
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
 
 GENERATION = """
 import json, os
@@ -175,7 +175,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
     image = noise_png()
     provider = BenchProvider(image)
     provider_server = provider.serve()
-    extension = SecretsExtension(json.dumps({"OPENAI_API_KEY": KEY}))
+    extension = SecretsExtension(json.dumps({"api_key": KEY}))
     s3_endpoint, s3_server = _s3_server()
     base_url = f"{provider.base_url}/v1"
     common = {"BENCH_KEY": KEY, "BENCH_BASE_URL": base_url, "BENCH_PROMPT": PROMPT,
@@ -183,7 +183,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
     function_env = {
         "IMAGE_BUCKET": BUCKET,
         "OPENAI_BASE_URL": base_url,
-        "PROVIDER_SECRETS_ARN": SECRET_ARN,
+        "OPENAI_API_KEY_SECRET_ARN": SECRET_ARN,
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
         "AWS_SESSION_TOKEN": "bench-session",
         "AWS_ACCESS_KEY_ID": "bench",

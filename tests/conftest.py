@@ -9,7 +9,7 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 # Function code reads its settings at import (cold start): set them before anything imports it.
 os.environ.update(
@@ -330,3 +330,47 @@ class LocalServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class SecretsManagerExtension(LocalServer):
+    """The Parameters and Secrets extension as Lambda runs it: ``GET /secretsmanager/get``
+    answered from Secrets Manager itself (moto, when used inside ``mock_aws``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer_from_secrets_manager()
+
+    def answer_from_secrets_manager(self) -> None:
+        import boto3
+
+        server = self
+
+        class Route(dict):
+            def get(self, path, default=None):
+                if path != "/secretsmanager/get":
+                    return default
+                query = parse_qs(urlparse(server.requests[-1][0]).query)
+                try:
+                    value = boto3.client("secretsmanager").get_secret_value(
+                        SecretId=query["secretId"][0]
+                    )
+                except Exception:
+                    return (400, {}, b"secret unavailable")
+                body = {"ARN": value["ARN"], "SecretString": value["SecretString"]}
+                return (200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+        self.routes = Route()
+
+
+@pytest.fixture
+def secrets_extension(monkeypatch):
+    """Provider keys read as deployed: through the extension, backed by (moto's) Secrets
+    Manager; the container's cache of them starts empty."""
+    from image_common.credentials import provider_secrets
+
+    extension = SecretsManagerExtension()
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(extension.port))
+    provider_secrets.clear()
+    yield extension
+    provider_secrets.clear()
+    extension.close()

@@ -103,7 +103,7 @@ def test_generate_is_throttled_harder_than_models_and_health(dev, prod):
         assert route_ids <= set(stage_resource.get("DependsOn", []))
 
 
-def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layer, tmp_path):
+def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layers, tmp_path):
     from infra.settings import SettingsError
     from tests.infra.conftest import _synthesize
 
@@ -111,7 +111,7 @@ def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layer, tmp_path
         "api": {"route_throttles": {"POST /image/generat": {"rate_limit": 1, "burst_limit": 1}}}
     }
     with pytest.raises(SettingsError, match="unknown routes"):
-        _synthesize("typo", placeholder_layer, tmp_path, extra_stages={"typo": stage})
+        _synthesize("typo", placeholder_layers, tmp_path, extra_stages={"typo": stage})
 
 
 def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):
