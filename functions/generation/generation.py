@@ -3,6 +3,8 @@ direct ``lambda:Invoke`` from other services. Parse, call the service, shape the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import uuid
 from functools import cache
@@ -30,6 +32,7 @@ from image_common.metric_names import (
 from image_common.settings import get_settings
 from image_service.jobs import final_answer, is_job_accepted
 from image_service.models import parse_request
+from image_service.openai_compat import OpenAIImages, error_response
 from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
@@ -48,6 +51,10 @@ settings = get_settings()  # a misconfigured function fails here, at cold start
 @cache
 def image_service() -> ImageService:
     return ImageService(settings, ImageStore(settings))
+
+
+def openai_images() -> OpenAIImages:
+    return OpenAIImages(image_service())
 
 
 # --- HTTP routes -----------------------------------------------------------------------------
@@ -101,23 +108,68 @@ def list_models() -> Response:
     return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 
+# --- the OpenAI-compatible surface (docs/openai-compatible.md) --------------------------------
+
+
+@app.post("/v1/images/generations")
+def openai_generate() -> Response:
+    answer = openai_images().generate(
+        _json_body(), caller=caller_from_authorizer(app.current_event.raw_event)
+    )
+    _count_images({"provider": answer["provider"], "images": answer["data"]})
+    return _json(200, answer)
+
+
+@app.post("/v1/images/edits")
+def openai_edit() -> Response:
+    answer = openai_images().edit(
+        _raw_body(),
+        app.current_event.headers.get("content-type") or "",
+        caller=caller_from_authorizer(app.current_event.raw_event),
+    )
+    _count_images({"provider": answer["provider"], "images": answer["data"]})
+    return _json(200, answer)
+
+
+@app.get("/v1/models")
+def openai_models() -> Response:
+    caller_from_authorizer(app.current_event.raw_event)
+    return _json(200, openai_images().models(), headers={"Cache-Control": "private, max-age=300"})
+
+
+@app.get("/v1/models/<model>")
+def openai_model(model: str) -> Response:
+    caller_from_authorizer(app.current_event.raw_event)
+    return _json(
+        200, openai_images().model(model), headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
 @app.exception_handler(ImageServiceError)
 def service_error(error: ImageServiceError) -> Response:
     logger.info("request failed", extra={"error_type": error.type, "status": error.status})
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return _json(error.status, error_envelope(error), headers=headers)
+    return _error(error)
 
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response:
     # The type only: a message or traceback could carry a key, a token or a prompt.
     logger.error("unexpected error", extra={"error_class": type(error).__name__})
-    return _json(500, error_envelope(InternalError()))
+    return _error(InternalError())
 
 
 @app.not_found
 def not_found(_: Exception) -> Response:
-    return _json(404, error_envelope(NotFound("No such route.")))
+    return _error(NotFound("No such route."))
+
+
+def _error(error: ImageServiceError) -> Response:
+    """The one place an error becomes an answer: OpenAI's shape under /v1/, else the envelope."""
+    if app.current_event.path.startswith("/v1/"):
+        status, body, headers = error_response(error)
+        return _json(status, body, headers=headers)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return _json(error.status, error_envelope(error), headers=headers)
 
 
 def caller_from_authorizer(event: dict[str, Any]) -> Caller:
@@ -139,6 +191,26 @@ def _json_body() -> Any:
     return parse_json_body(
         event.body, base64_encoded=event.is_base64_encoded, max_bytes=MAX_BODY_BYTES
     )
+
+
+def _raw_body() -> bytes:
+    """The body as bytes (a multipart upload is binary: API Gateway sends it base64)."""
+    event = app.current_event
+    body = event.body or ""
+    if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge("The request body is over the 10 MB limit.")
+    if event.is_base64_encoded:
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The request body is not valid base64.") from None
+    else:
+        data = body.encode("utf-8")
+    if not data:
+        raise InvalidRequest("The request body is empty.")
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge("The request body is over the 10 MB limit.")
+    return data
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:

@@ -15,6 +15,12 @@ AUTHORIZED_ROUTES = {
     "GET /image/models",
     "GET /image/usage",
 }
+OPENAI_COMPATIBLE_ROUTES = {
+    "POST /v1/images/generations",
+    "POST /v1/images/edits",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+}
 OPEN_ROUTES = {"GET /health"}
 
 
@@ -47,14 +53,14 @@ def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
         assert authorizer["AuthorizerResultTtlInSeconds"] == ttl
 
 
-def test_exactly_the_five_routes_exist(synthesized):
-    assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPEN_ROUTES
+def test_exactly_the_service_and_openai_compatible_routes_exist(synthesized):
+    assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPENAI_COMPATIBLE_ROUTES | OPEN_ROUTES
 
 
-def test_image_routes_require_the_authorizer_and_health_is_open(synthesized):
+def test_image_and_openai_compatible_routes_require_the_authorizer_and_health_is_open(synthesized):
     authorizer_id, _ = _authorizer(synthesized)
     for key, route in _routes(synthesized).items():
-        if key in AUTHORIZED_ROUTES:
+        if key in AUTHORIZED_ROUTES | OPENAI_COMPATIBLE_ROUTES:
             assert route["AuthorizationType"] == "CUSTOM", key
             assert route["AuthorizerId"] == {"Ref": authorizer_id}, key
         else:
@@ -123,7 +129,9 @@ def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):
     }
     for permission in (p for p in permissions if p["Principal"] == "apigateway.amazonaws.com"):
         source = json.dumps(permission["SourceArn"])
-        assert "/*/*/image" in source or "/*/*/health" in source or "/authorizers/" in source
+        assert any(
+            part in source for part in ("/*/*/image", "/*/*/v1/", "/*/*/health", "/authorizers/")
+        ), source
 
 
 def test_default_stage_throttles_per_stage_settings(dev, prod):

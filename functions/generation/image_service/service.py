@@ -273,6 +273,7 @@ class ImageService:
             sent=results[0].sent | {"calls": len(results)},
             warnings=_unique([w for r in results for w in r.warnings]),
             cost_usd=None if None in costs else round(sum(costs), 6),
+            usage=_total_usage([r.usage for r in results]),
         )
 
     def deliver(self, prepared: PreparedGeneration, result: ProviderResult) -> dict[str, Any]:
@@ -322,6 +323,8 @@ class ImageService:
             data["revised_prompt"] = result.images[0].revised_prompt
         if result.images[0].seed is not None:
             data["seed"] = result.images[0].seed
+        if result.usage:
+            data["usage"] = result.usage
         if len(images) > 1:
             data["images"] = images
         return data
@@ -386,6 +389,22 @@ def _batches(request: ProviderRequest) -> list[ProviderRequest]:
         settings = replace(request.settings, n=size, seed=seed)
         batches.append(replace(request, settings=settings))
     return batches
+
+
+def _total_usage(usages: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Token counts of several calls added up (nested counts too); unknown if any is unknown."""
+    if not usages or any(u is None for u in usages):
+        return None
+
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: add(a[k], b[k]) for k in a if k in b}
+        return a + b if isinstance(a, int) and isinstance(b, int) else a
+
+    total = usages[0]
+    for usage in usages[1:]:
+        total = add(total, usage)
+    return total
 
 
 def _unique(warnings: list[SettingWarning]) -> list[SettingWarning]:

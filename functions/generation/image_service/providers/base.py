@@ -91,6 +91,7 @@ class ProviderResult:
     sent: dict[str, Any]  # the provider's own field names and values (for logs and debugging)
     warnings: list[SettingWarning] = field(default_factory=list)
     cost_usd: float | None = None  # from the provider's own usage or cost fields, when given
+    usage: dict[str, Any] | None = None  # the provider's token usage, in OpenAI's shape
 
 
 class ImageProvider(Protocol):

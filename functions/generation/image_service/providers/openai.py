@@ -73,6 +73,7 @@ class OpenAIProvider:
             sent={k: v for k, v in body.items() if k != "prompt"},
             warnings=warnings,
             cost_usd=_usage_cost(answer.get("usage"), request),
+            usage=answer["usage"] if isinstance(answer.get("usage"), dict) else None,
         )
 
     def _body(self, request: ProviderRequest) -> tuple[dict[str, Any], list]:
