@@ -23,6 +23,7 @@ from image_common.errors import (
 )
 from image_service.openai_compat import (
     MAX_FORM_PARTS,
+    RETRY_ATTACHES_TO_THE_JOB,
     error_response,
     images_response,
     map_request,
@@ -394,6 +395,8 @@ def test_errors_take_openais_shape_and_the_status_the_sdk_maps(error, status, ki
         assert headers["Retry-After"] == str(error.retry_after)
     else:
         assert "Retry-After" not in headers
+    # A provider timeout may have been billed: the SDK must not retry it on its own.
+    assert headers.get("x-should-retry") == ("false" if status == 504 else None)
 
 
 def test_a_job_still_running_is_a_retryable_503_naming_the_job():
@@ -402,7 +405,8 @@ def test_a_job_still_running_is_a_retryable_503_naming_the_job():
     status, answer, headers = error_response(error)
 
     assert status == 503
-    assert headers == {"Retry-After": "1", "x-should-retry": "true"}
+    retry = "true" if RETRY_ATTACHES_TO_THE_JOB else "false"
+    assert headers == {"Retry-After": "1", "x-should-retry": retry}
     assert answer["error"]["job_id"] == "abc" and answer["error"]["code"] == "job_pending"
     assert_openai_schema("ErrorResponse", answer)
 

@@ -80,6 +80,9 @@ _USAGE_REQUIRED = ("input_tokens", "output_tokens", "total_tokens", "input_token
 
 MAX_FORM_PARTS = 48  # 16 images, a mask and every field of OpenAI's edit request, with room
 PENDING_RETRY_AFTER_SECONDS = 1  # the SDK honours 0 < Retry-After <= 120 s, then retries
+# Whether an identical retry attaches to the job still running (and so never pays twice). Until
+# it does, a client must not retry a pending job automatically: each retry would start another.
+RETRY_ATTACHES_TO_THE_JOB = False
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -378,8 +381,12 @@ def error_response(error: ImageServiceError) -> tuple[int, dict[str, Any], dict[
     if error.details.get("job_id"):
         body["job_id"] = error.details["job_id"]
     headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    # OpenAI's SDKs retry every 5xx unless told otherwise (x-should-retry). A provider timeout
+    # may have been started, and billed, at the provider: an automatic retry could pay twice.
     if isinstance(error, JobPending):
-        headers["x-should-retry"] = "true"  # explicit, whatever a client's status rules say
+        headers["x-should-retry"] = "true" if RETRY_ATTACHES_TO_THE_JOB else "false"
+    elif isinstance(error, ProviderTimeout):
+        headers["x-should-retry"] = "false"
     return status, {"error": body}, headers
 
 
