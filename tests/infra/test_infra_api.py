@@ -98,6 +98,9 @@ def test_generate_is_throttled_harder_than_models_and_health(dev, prod):
         }
         assert rate["POST /image/generate"] < rate["GET /image/models"]
         assert rate["POST /image/generate"] < rate["GET /health"]
+        # The OpenAI-compatible routes generate too: the same limit, not a way around it.
+        for key in ("POST /v1/images/generations", "POST /v1/images/edits"):
+            assert routes[key] == routes["POST /image/generate"], key
         for key, throttle in synth.settings.api.route_throttles.items():
             assert routes[key] == {
                 "ThrottlingRateLimit": throttle.rate_limit,
