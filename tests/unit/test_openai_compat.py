@@ -10,7 +10,9 @@ import json
 import pytest
 
 from image_common.errors import (
+    BudgetExceeded,
     ContentPolicyViolation,
+    CustomerRateLimited,
     ImageServiceError,
     InternalError,
     InvalidRequest,
@@ -377,6 +379,13 @@ def test_the_adapters_own_warnings_come_first():
         (UnknownModel("?"), 404, "invalid_request_error", "model_not_found"),
         (PayloadTooLarge("big"), 413, "invalid_request_error", "payload_too_large"),
         (ProviderRateLimited("slow down", retry_after=7), 429, "requests", "rate_limit_exceeded"),
+        (CustomerRateLimited("too many", retry_after=3), 429, "requests", "rate_limit_exceeded"),
+        (
+            BudgetExceeded("spent", retry_after=3600),
+            429,
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
         (ProviderError("down"), 502, "server_error", "provider_error"),
         (ProviderTimeout("late"), 504, "server_error", "provider_timeout"),
         (InternalError(), 500, "server_error", "internal_error"),

@@ -368,6 +368,8 @@ def error_response(error: ImageServiceError) -> tuple[int, dict[str, Any], dict[
         status, code, kind = 400, "moderation_blocked", "image_generation_user_error"
     elif isinstance(error, UnknownModel):
         status, code = 404, "model_not_found"
+    elif error.type == "budget_exceeded":  # the customer's spend budget: OpenAI's quota error
+        code, kind = "insufficient_quota", "insufficient_quota"
     elif status == 429:
         code, kind = "rate_limit_exceeded", "requests"
     elif status >= 500:
