@@ -3,8 +3,6 @@ direct ``lambda:Invoke`` from other services. Parse, call the service, shape the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import uuid
 from functools import cache
@@ -22,7 +20,7 @@ from image_common.errors import (
     NotFound,
     Unauthorized,
 )
-from image_common.json_body import parse_json_body
+from image_common.json_body import parse_json_body, request_bytes
 from image_common.metric_names import (
     ERROR_TYPE_DIMENSION,
     IMAGES_GENERATED,
@@ -196,21 +194,9 @@ def _json_body() -> Any:
 def _raw_body() -> bytes:
     """The body as bytes (a multipart upload is binary: API Gateway sends it base64)."""
     event = app.current_event
-    body = event.body or ""
-    if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
-        raise PayloadTooLarge("The request body is over the 10 MB limit.")
-    if event.is_base64_encoded:
-        try:
-            data = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("The request body is not valid base64.") from None
-    else:
-        data = body.encode("utf-8")
-    if not data:
-        raise InvalidRequest("The request body is empty.")
-    if len(data) > MAX_BODY_BYTES:
-        raise PayloadTooLarge("The request body is over the 10 MB limit.")
-    return data
+    return request_bytes(
+        event.body, base64_encoded=event.is_base64_encoded, max_bytes=MAX_BODY_BYTES
+    )
 
 
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:

@@ -80,7 +80,6 @@ def test_url_on_another_provider_stores_the_image_under_the_tokens_customer(
         generation,
         lambda_context,
         token_customer=42,
-        customer_id=999,  # a body field: never the customer
         model="stability",
         response_format="url",
         size="1536x1024",
@@ -91,9 +90,18 @@ def test_url_on_another_provider_stores_the_image_under_the_tokens_customer(
     assert key.startswith("customers/42/assets/image/")
     assert key in answer["data"][0]["url"] and "X-Amz-Signature" in answer["data"][0]["url"]
     assert answer["provider"] == "stability"
-    assert "customer_id" in {w["setting"] for w in answer["warnings"]}
     sent = emulators["stability"].requests[-1]
     assert b'name="aspect_ratio"' in sent.body and b"3:2" in sent.body  # size → ratio
+
+
+def test_a_customer_id_in_the_body_is_a_400_and_nothing_is_generated(
+    generation, lambda_context, emulators
+):
+    status, answer, _ = post(generation, lambda_context, token_customer=42, customer_id=999)
+
+    assert status == 400 and answer["error"]["param"] == "customer_id"
+    assert "token" in answer["error"]["message"]
+    assert emulators["openai"].requests == []
 
 
 def test_openai_only_parameters_reach_the_openai_provider(generation, lambda_context, emulators):
@@ -265,6 +273,14 @@ def test_a_body_over_the_limit_is_a_413(generation, lambda_context):
     error(call(generation, event, lambda_context), 413, "payload_too_large")
     edit = edit_event(b"x" * (10 * 1024 * 1024 + 1), "multipart/form-data; boundary=b")
     error(call(generation, edit, lambda_context), 413, "payload_too_large")
+
+
+def test_an_edit_body_that_is_not_base64_or_is_empty_is_a_400(generation, lambda_context):
+    event = edit_event(b"", "multipart/form-data; boundary=b")
+    error(call(generation, event, lambda_context), 400, "invalid_request")
+    event["body"] = "not base64!"
+    body, _ = error(call(generation, event, lambda_context), 400, "invalid_request")
+    assert "base64" in body["message"]
 
 
 def test_an_unknown_v1_route_is_an_openai_shaped_404(generation, lambda_context):

@@ -26,6 +26,7 @@ from image_common.errors import (
 from image_service.openai_compat import (
     MAX_FORM_PARTS,
     RETRY_ATTACHES_TO_THE_JOB,
+    UnknownParameter,
     error_response,
     images_response,
     map_request,
@@ -85,13 +86,30 @@ def test_b64_json_is_the_default_and_stores_nothing_while_url_stores_the_image()
     assert (call.response_format, call.request.save_to_db) == ("url", True)
 
 
-def test_the_customer_is_the_callers_and_a_body_customer_id_is_ignored_with_a_warning():
-    call = mapped(customer_id=999, save_to_db=True)
+def test_the_customer_is_the_callers():
+    assert mapped().request.customer_id == 7
 
-    assert call.request.customer_id == 7
-    assert call.request.save_to_db is False  # response_format decides, not the body
-    assert "token" in warned(call)["customer_id"]
-    assert "response_format" in warned(call)["save_to_db"]
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("customer_id", "token"),
+        ("save_to_db", "response_format"),
+        ("width", "size"),
+        ("input_images", "/v1/images/edits"),
+        ("steps", None),
+        ("markup", None),
+    ],
+)
+def test_a_field_that_is_not_a_parameter_is_openais_400_unknown_parameter(field, reason):
+    with pytest.raises(UnknownParameter) as raised:
+        mapped(**{field: 1})
+
+    status, answer, _ = error_response(raised.value)
+    assert status == 400
+    assert (answer["error"]["code"], answer["error"]["param"]) == ("unknown_parameter", field)
+    assert reason is None or reason in answer["error"]["message"]
+    assert_openai_schema("ErrorResponse", answer)
 
 
 def test_openai_only_parameters_reach_openai_models_as_provider_options():
@@ -101,7 +119,6 @@ def test_openai_only_parameters_reach_openai_models_as_provider_options():
         moderation="low",
         output_compression=70,
         user="end-user-1",
-        extra_body_field_that_is_not_known=1,
     )
 
     options = call.request.image.provider_options

@@ -50,14 +50,15 @@ OPENAI_ONLY_PARAMETERS = (
     "safety_identifier",
 )
 _OPENAI_DEFAULTS = {"background": "auto", "moderation": "auto", "output_compression": 100}
-# Extension fields (the SDK's ``extra_body``) that would bypass this surface's own mapping.
-_RESERVED_EXTRAS = {
+# The service's own image settings a client may add (the SDK's ``extra_body``); any other field
+# is a 400, as OpenAI answers an unknown parameter.
+SERVICE_EXTENSIONS = ("seed", "negative_prompt", "aspect_ratio", "style_preset", "provider_options")
+_NOT_PARAMETERS = {
     "customer_id": "the customer is the token's",
     "save_to_db": "response_format decides whether the image is stored",
     "width": "use size",
     "height": "use size",
     "input_images": "send images to /v1/images/edits",
-    "mask": "send a mask to /v1/images/edits",
 }
 # The service's field names (in a validation error) as the OpenAI parameter a client sent.
 _PARAMETER_OF_FIELD = {
@@ -88,10 +89,13 @@ RETRY_ATTACHES_TO_THE_JOB = False
 # --- requests --------------------------------------------------------------------------------
 
 
+class UnknownParameter(InvalidRequest):
+    type = "unknown_parameter"
+
+
 class OpenAIImageRequest(BaseModel):
-    """The fields of OpenAI's ``CreateImageRequest``/``CreateImageEditRequest`` read here.
-    Other fields are kept: the service's own settings (``seed``, ``negative_prompt``,
-    ``aspect_ratio``, ``provider_options``, …) pass through, anything else is warned about."""
+    """The fields of OpenAI's ``CreateImageRequest``/``CreateImageEditRequest`` read here,
+    plus the service's own settings (``SERVICE_EXTENSIONS``) as extra fields."""
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
@@ -160,14 +164,20 @@ def map_request(
             "Streaming is not supported; send stream=false (or leave it out).",
             details={"param": "stream"},
         )
+    extras = openai.model_extra or {}
+    unknown = [name for name in extras if name not in SERVICE_EXTENSIONS]
+    if unknown:
+        reasons = [
+            f"'{n}' ({_NOT_PARAMETERS[n]})" if n in _NOT_PARAMETERS else f"'{n}'" for n in unknown
+        ]
+        raise UnknownParameter(
+            f"Unknown parameter: {', '.join(reasons)}. The service's own settings that may be "
+            f"added are {', '.join(SERVICE_EXTENSIONS)}.",
+            details={"param": unknown[0]},
+        )
     model = resolve_model(openai.model, enabled_retired=enabled_retired).spec
     warnings: list[SettingWarning] = []
-    image: dict[str, Any] = {}
-    for name, value in (openai.model_extra or {}).items():
-        if name in _RESERVED_EXTRAS:
-            warnings.append(_ignored(name, f"'{name}' was ignored: {_RESERVED_EXTRAS[name]}."))
-        else:
-            image[name] = value  # the service's own settings; unknown ones it warns about
+    image: dict[str, Any] = dict(extras)
     image["model"] = openai.model
     image["n"] = openai.n or 1
     if openai.quality:
