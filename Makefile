@@ -62,7 +62,9 @@ lint: $(VENV)/.deps-dev
 test-fast: $(VENV)/.deps-dev
 	$(PY) -m pytest tests/unit tests/integration -q
 
-## make bench: cold-start and latency benchmarks (numbers, not pass/fail)
+## make bench: the functions as deployed (built like `make build`, for this machine's Python)
+## against the openai SDK, LiteLLM and the floor: one table of ratios (numbers, not pass/fail).
+## The contenders come from requirements-bench.txt, pip-installed into build/bench/ (not .venv).
 bench: $(VENV)/.deps-local
 	$(PY) bench/run.py
 
@@ -75,7 +77,8 @@ tool-schema: $(VENV)/.deps-local
 models-check: $(VENV)/.deps-local
 	$(PY) -m local.models_check $(ARGS)
 
-## make build: the Lambda dependencies layer for arm64 (pip wheels, no Docker; cached in build/)
+## make build: every Lambda asset in build/: each function's dependencies layer for arm64 (pip
+## wheels, no Docker), the common layer and the code, with bytecode when python3.14 is on PATH
 build: $(VENV)/.deps-infra
 	$(PY) -m infra.bundling
 

@@ -1,11 +1,136 @@
-"""Run every benchmark under bench/ in turn (`make bench`). Numbers only; nothing asserts."""
+"""``make bench``: every benchmark in one run, and one table of ratios against their targets.
 
-import subprocess
+Numbers, not a test: nothing fails. Timings are medians over several fresh processes or warm
+requests, with their spread (min–max); ratios divide medians measured in the same run, against
+the same local servers, so that the machine's load falls on both sides alike. The machine's
+load average is printed beside them: on a busy shared machine, rerun before trusting a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
 
-for script in sorted(HERE.glob("bench_*.py")):
-    print(f"== {script.name}", flush=True)
-    subprocess.run([sys.executable, str(script)], check=True)
+from bench import bench_authorizer, bench_generation  # noqa: E402
+from bench.shapes import deployed_assets  # noqa: E402
+from infra.bundling import BuildTarget, build_lambda_assets  # noqa: E402
+
+Row = tuple[str, str, str, str]  # what, measured, ratio, target
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float], unit: str = "ms", digits: int = 0) -> str:
+    return f"{med(values):.{digits}f} {unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def verdict(ratio: float, limit: float) -> str:
+    return f"≤ {limit:g}×  {'met' if ratio <= limit else 'MISSED'}"
+
+
+def generation_rows(result: dict) -> list[Row]:
+    cold, warm, size = result["cold"], result["warm"], result["image_bytes"]
+    rows: list[Row] = []
+    ours = med(cold["generation"])
+    rows.append(("cold: generation as deployed (direct invoke, data URL)",
+                 spread(cold["generation"]), "", ""))  # fmt: skip
+    for name, label, limit in (("openai", "the openai SDK", 0.5), ("litellm", "LiteLLM", 0.125),
+                               ("floor", "floor: httpx + json + base64", None)):  # fmt: skip
+        ratio = ours / med(cold[name])
+        rows.append((f"cold: {label}", spread(cold[name]), f"{ratio:.3f}×",
+                     verdict(ratio, limit) if limit else ""))  # fmt: skip
+    floor = med(warm["floor"]["times"])
+    rows.append(("warm: floor (httpx.Client + json + base64)",
+                 spread(warm["floor"]["times"], digits=2), "", ""))  # fmt: skip
+    for name, limit in (("direct, data URL", 1.1), ("HTTP, data URL", 1.3),
+                        ("direct, stored (S3)", None), ("HTTP, stored (S3)", None)):  # fmt: skip
+        ratio = med(warm[name]["times"]) / floor
+        rows.append((f"warm: generation, {name}", spread(warm[name]["times"], digits=2),
+                     f"{ratio:.2f}× floor", verdict(ratio, limit) if limit else ""))  # fmt: skip
+    for name in ("direct, data URL", "HTTP, data URL", "direct, stored (S3)", "HTTP, stored (S3)",
+                 "floor"):  # fmt: skip
+        ratio = warm[name]["peak_bytes"] / size
+        label = "floor" if name == "floor" else f"generation, {name}"
+        rows.append((f"peak memory per request: {label}",
+                     f"{warm[name]['peak_bytes'] / 1e6:.2f} MB", f"{ratio:.2f}× image",
+                     "" if name == "floor" else verdict(ratio, 4)))  # fmt: skip
+    return rows
+
+
+def authorizer_rows(result: dict) -> list[Row]:
+    cold, warm = result["cold"], result["warm"]
+    bare = med(cold["bare PyJWT"])
+    rows: list[Row] = [
+        ("cold: bare PyJWT (import jwt + decode)", spread(cold["bare PyJWT"]), "", "")
+    ]
+    for name, limit in (("authorizer", 1.1), ("authorizer, secret from the extension", None)):
+        ratio = med(cold[name]) / bare
+        rows.append((f"cold: {name}", spread(cold[name]), f"{ratio:.3f}×",
+                     verdict(ratio, limit) if limit else "(+ a local HTTP call)"))  # fmt: skip
+    ratio = med(warm["ratio"])  # median of paired rounds
+    rows.append(("warm: bare jwt.decode, CPU per token", spread(warm["bare"], "µs", 1), "", ""))
+    rows.append(("warm: authorizer handler, CPU per token", spread(warm["handler"], "µs", 1),
+                 f"{ratio:.3f}×", verdict(ratio, 1.15)))  # fmt: skip
+    return rows
+
+
+def artifact_rows(local_assets) -> list[Row]:
+    rows: list[Row] = []
+    lambda_target = BuildTarget.lambda_runtime(log=lambda line: None)
+    built = {
+        f"arm64 / Python {lambda_target.python_version}"
+        + ("" if lambda_target.compiled else ", sources only (no python3.14 here)"):
+        build_lambda_assets(lambda_target, log=lambda line: None),
+        f"this machine / Python {BuildTarget.this_machine().python_version}, with bytecode":
+        local_assets,
+    }  # fmt: skip
+    for label, assets in built.items():
+        for function, size in bench_generation.artifact_sizes(assets).items():
+            rows.append((f"zipped artifact: {function} (code + layers), {label}",
+                         f"{size / 1e6:.2f} MB", "", ""))  # fmt: skip
+    return rows
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print(f"\n{title}\n" + "-" * (sum(widths) + 6))
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-runs", type=int, default=7, help="fresh processes per contender")
+    parser.add_argument("--warm-runs", type=int, default=40, help="timed warm requests")
+    args = parser.parse_args()
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPU(s); "
+          f"load average before: {load()}", flush=True)  # fmt: skip
+    generation = bench_generation.run(args.cold_runs, args.warm_runs)
+    authorizer = bench_authorizer.run(args.cold_runs)
+    after = load()
+    image = generation["image_bytes"]
+    print_table(f"Generation (image: {image / 1e6:.2f} MB PNG; cold: {args.cold_runs} fresh "
+                f"processes each; warm: {args.warm_runs} requests)",
+                generation_rows(generation))  # fmt: skip
+    print_table("Authorizer (HS256)", authorizer_rows(authorizer))
+    print_table("Artifact", artifact_rows(deployed_assets()))
+    print(f"\nload average after: {after}")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,8 +24,6 @@ from infra.settings import (
 from infra.stack import ImageServiceStack
 
 CDK_JSON = PROJECT_ROOT / "cdk.json"
-# -c dependencies_layer=<folder>: use a prebuilt layer folder (holding python/) as it is.
-DEPENDENCIES_LAYER_CONTEXT_KEY = "dependencies_layer"
 
 
 def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:

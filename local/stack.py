@@ -53,6 +53,10 @@ ROUTES = [
     Route("GET", "/image/jobs/{job_id}", authorized=True),
     Route("GET", "/image/models", authorized=True),
     Route("GET", "/image/usage", authorized=True),
+    Route("POST", "/v1/images/generations", authorized=True),
+    Route("POST", "/v1/images/edits", authorized=True),
+    Route("GET", "/v1/models", authorized=True),
+    Route("GET", "/v1/models/{model}", authorized=True),
     Route("GET", "/health", authorized=False, function="health"),
 ]
 # As deployed (infra/settings.py, infra/constructs/api.py).

@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 # Function code reads its settings at import (cold start): set them before anything imports it.
 os.environ.update(
@@ -340,3 +343,91 @@ def jwk_of(private_key, kid: str, alg: str) -> dict:
 
     jwk = jwt.get_algorithm_by_name(alg).to_jwk(private_key.public_key(), as_dict=True)
     return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+
+
+class LocalServer:
+    """A tiny HTTP server whose answers the test sets, and which records every request."""
+
+    def __init__(self):
+        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append((self.path, dict(self.headers)))
+                status, headers, body = server.routes.get(
+                    urlparse(self.path).path, (404, {}, b"not found")
+                )
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def answer(self, path, status=200, body: object = b"", headers=None):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.routes[path] = (status, headers or {"Content-Type": "application/json"}, body)
+
+    def hits(self, path):
+        return sum(1 for requested, _ in self.requests if urlparse(requested).path == path)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SecretsManagerExtension(LocalServer):
+    """The Parameters and Secrets extension as Lambda runs it: ``GET /secretsmanager/get``
+    answered from Secrets Manager itself (moto, when used inside ``mock_aws``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer_from_secrets_manager()
+
+    def answer_from_secrets_manager(self) -> None:
+        import boto3
+
+        server = self
+
+        class Route(dict):
+            def get(self, path, default=None):
+                if path != "/secretsmanager/get":
+                    return default
+                query = parse_qs(urlparse(server.requests[-1][0]).query)
+                try:
+                    value = boto3.client("secretsmanager").get_secret_value(
+                        SecretId=query["secretId"][0]
+                    )
+                except Exception:
+                    return (400, {}, b"secret unavailable")
+                body = {"ARN": value["ARN"], "SecretString": value["SecretString"]}
+                return (200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+        self.routes = Route()
+
+
+@pytest.fixture
+def secrets_extension(monkeypatch):
+    """Provider keys read as deployed: through the extension, backed by (moto's) Secrets
+    Manager; the container's cache of them starts empty."""
+    from image_common.credentials import provider_secrets
+
+    extension = SecretsManagerExtension()
+    monkeypatch.setenv("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", str(extension.port))
+    provider_secrets.clear()
+    yield extension
+    provider_secrets.clear()
+    extension.close()

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from image_common.secret_extension import SecretUnavailable
 from jwt_authorizer.events import log_event
 from jwt_authorizer.metrics import AuthorizerMetrics
-from jwt_authorizer.secret_extension import SecretUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
 from jwt_authorizer.verifier import (
     MAX_TOKEN_BYTES,
@@ -26,7 +26,7 @@ from jwt_authorizer.verifier import (
 
 _MAX_HEADER_CHARS = MAX_TOKEN_BYTES + len("Bearer ")
 # JWT_SECRET_ARN mode re-reads the secret this often, so a rotated key reaches warm containers
-# too (the extension caches it as long: JWT_SECRET_CACHE_TTL in infra/constructs/functions.py).
+# too (the extension caches it as long: SECRET_CACHE_TTL in infra/constructs/functions.py).
 SECRET_REREAD_SECONDS = 300.0
 # Denials that are the service's fault, not the caller's: counted as authorizer errors too.
 SERVICE_FAULTS = frozenset({DenialReason.JWKS_UNAVAILABLE})
@@ -120,7 +120,10 @@ def _authorization_header(event: Any) -> str | None:
         return None
     headers = event.get("headers")
     if isinstance(headers, dict):
-        # API Gateway v2 lower-cases header names; other callers (local stack, tests) may not.
+        value = headers.get("authorization")  # API Gateway v2 lower-cases header names
+        if isinstance(value, str):
+            return value
+        # other callers (local stack, tests) may not
         for name, value in headers.items():
             if isinstance(name, str) and name.lower() == "authorization" and isinstance(value, str):
                 return value

@@ -6,14 +6,15 @@ the runner the local stack hands it (``job_runner``)."""
 from __future__ import annotations
 
 import json
+import uuid
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from http_resolver import APIGatewayHttpResolver, Response, content_types
 from image_common.envelope import error_envelope, success_envelope
 from image_common.errors import (
     ImageServiceError,
@@ -22,7 +23,7 @@ from image_common.errors import (
     NotFound,
     Unauthorized,
 )
-from image_common.json_body import parse_json_body
+from image_common.json_body import parse_json_body, request_bytes
 from image_common.metric_names import (
     ERROR_TYPE_DIMENSION,
     IMAGES_GENERATED,
@@ -34,6 +35,7 @@ from image_service.job_records import JobRecord, utcnow
 from image_service.job_store import MAX_LIST_LIMIT
 from image_service.jobs import DEFAULT_LIST_LIMIT, JobRunner, request_fingerprint
 from image_service.models import parse_request
+from image_service.openai_compat import OpenAIImages, error_response
 from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
 from image_service.step_functions import StepFunctionsJobRunner
@@ -56,6 +58,10 @@ job_runner: JobRunner | None = None
 def image_service() -> ImageService:
     runner = job_runner or StepFunctionsJobRunner(settings.job_state_machine_arn)
     return ImageService(settings, ImageStore(settings), job_runner=runner)
+
+
+def openai_images() -> OpenAIImages:
+    return OpenAIImages(image_service())
 
 
 # --- HTTP routes -----------------------------------------------------------------------------
@@ -175,28 +181,70 @@ def list_models() -> Response:
     return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 
+# --- the OpenAI-compatible surface (docs/openai-compatible.md) --------------------------------
+
+
+@app.post("/v1/images/generations")
+def openai_generate() -> Response:
+    answer = openai_images().generate(
+        _json_body(), caller=caller_from_authorizer(app.current_event.raw_event)
+    )
+    _count_images({"provider": answer["provider"], "images": answer["data"]})
+    return _json(200, answer)
+
+
+@app.post("/v1/images/edits")
+def openai_edit() -> Response:
+    answer = openai_images().edit(
+        _raw_body(),
+        app.current_event.headers.get("content-type") or "",
+        caller=caller_from_authorizer(app.current_event.raw_event),
+    )
+    _count_images({"provider": answer["provider"], "images": answer["data"]})
+    return _json(200, answer)
+
+
+@app.get("/v1/models")
+def openai_models() -> Response:
+    caller_from_authorizer(app.current_event.raw_event)
+    return _json(200, openai_images().models(), headers={"Cache-Control": "private, max-age=300"})
+
+
+@app.get("/v1/models/<model>")
+def openai_model(model: str) -> Response:
+    caller_from_authorizer(app.current_event.raw_event)
+    return _json(
+        200, openai_images().model(model), headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
 @app.exception_handler(ImageServiceError)
 def service_error(error: ImageServiceError) -> Response:
-    return _error(error, headers={})
-
-
-def _error(error: ImageServiceError, *, headers: dict[str, str]) -> Response:
     logger.info("request failed", extra={"error_type": error.type, "status": error.status})
-    if error.retry_after is not None:
-        headers = headers | {"Retry-After": str(error.retry_after)}
-    return _json(error.status, error_envelope(error), headers=headers or None)
+    return _error(error)
 
 
 @app.exception_handler(Exception)
 def unexpected_error(error: Exception) -> Response:
     # The type only: a message or traceback could carry a key, a token or a prompt.
     logger.error("unexpected error", extra={"error_class": type(error).__name__})
-    return _json(500, error_envelope(InternalError()))
+    return _error(InternalError())
 
 
 @app.not_found
 def not_found(_: Exception) -> Response:
-    return _json(404, error_envelope(NotFound("No such route.")))
+    return _error(NotFound("No such route."))
+
+
+def _error(error: ImageServiceError, *, headers: dict[str, str] | None = None) -> Response:
+    """The one place an error becomes an answer: OpenAI's shape under /v1/, else the envelope."""
+    if app.current_event.path.startswith("/v1/"):
+        status, body, own = error_response(error)
+        return _json(status, body, headers=(headers or {}) | (own or {}) or None)
+    headers = dict(headers or {})
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return _json(error.status, error_envelope(error), headers=headers or None)
 
 
 def caller_from_authorizer(event: dict[str, Any]) -> Caller:
@@ -220,13 +268,50 @@ def _json_body() -> Any:
     )
 
 
+def _raw_body() -> bytes:
+    """The body as bytes (a multipart upload is binary: API Gateway sends it base64)."""
+    event = app.current_event
+    return request_bytes(
+        event.body, base64_encoded=event.is_base64_encoded, max_bytes=MAX_BODY_BYTES
+    )
+
+
 def _json(status: int, body: dict, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, separators=(",", ":")),
+        body=json_text(body),
         headers=headers,
     )
+
+
+def json_text(body: dict) -> str:
+    """The answer as JSON. Inline images (data URLs: base64, nothing to escape) are spliced into
+    the text rather than run through the encoder, which would hold each twice more — its escaped
+    copy and the joined text — beside the URL itself: four copies of the image at once."""
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return json.dumps(body, separators=(",", ":"))
+    slot = uuid.uuid4().hex  # cannot occur in anything else the answer holds
+    urls: list[str] = []
+
+    def without_data_url(item: dict) -> dict:
+        url = item.get("image_url")
+        if not (isinstance(url, str) and url.startswith("data:")):
+            return item
+        urls.append(url)
+        return item | {"image_url": f"{slot}{len(urls) - 1}."}
+
+    shallow = without_data_url(data)
+    if isinstance(data.get("images"), list):
+        shallow = shallow | {"images": [without_data_url(i) for i in data["images"]]}
+    rest = json.dumps(body | {"data": shallow}, separators=(",", ":"))
+    pieces = []
+    for index, url in enumerate(urls):
+        before, rest = rest.split(f"{slot}{index}.", 1)
+        pieces += [before, url]
+    pieces.append(rest)
+    return "".join(pieces)
 
 
 def _count_images(data: dict[str, Any]) -> None:

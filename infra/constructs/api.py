@@ -1,10 +1,11 @@
 """API Gateway HTTP API with the Lambda authorizer in front of the generation function.
 
 Routes: ``POST /image/generate``, ``GET /image/jobs``, ``GET /image/jobs/{job_id}``,
-``GET /image/models`` (all
-behind the authorizer, served by the generation function) and ``GET /health`` (open, served by
-its own tiny function). The authorizer uses payload format 2.0 with simple responses, and its
-result is cached per ``Authorization`` header value. Every integration calls a function's
+``GET /image/models`` and the OpenAI-compatible ``/v1/images/generations``,
+``/v1/images/edits``, ``/v1/models`` and ``/v1/models/{model}`` (all behind the authorizer,
+served by the generation function) and ``GET /health`` (open, served by its own tiny function).
+The authorizer uses payload format 2.0 with simple responses, and its result is cached per
+``Authorization`` header value. Every integration calls a function's
 ``live`` alias. The ``$default`` stage throttles (per route where the stage says so) and writes
 JSON access logs; CORS preflight is answered by API Gateway itself.
 """
@@ -39,6 +40,11 @@ ROUTES: tuple[tuple[apigw.HttpMethod, str, bool, str], ...] = (
     (apigw.HttpMethod.GET, "/image/jobs/{job_id}", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/models", True, GENERATION),
     (apigw.HttpMethod.GET, "/image/usage", True, GENERATION),
+    # The OpenAI-compatible surface (docs/openai-compatible.md): the SDK's api_key is the JWT.
+    (apigw.HttpMethod.POST, "/v1/images/generations", True, GENERATION),
+    (apigw.HttpMethod.POST, "/v1/images/edits", True, GENERATION),
+    (apigw.HttpMethod.GET, "/v1/models", True, GENERATION),
+    (apigw.HttpMethod.GET, "/v1/models/{model}", True, GENERATION),
     (apigw.HttpMethod.GET, "/health", False, HEALTH),
 )
 ROUTE_KEYS = tuple(f"{method.value} {path}" for method, path, _, _ in ROUTES)

@@ -4,9 +4,11 @@ the daily model catalog check.
 Every function runs on arm64 and ``RUNTIME``, with its own log group (retention per stage),
 its own role holding only what that function does, memory, timeout and reserved concurrency
 from the stage settings, and a published version behind the alias ``live`` — what the API,
-the workflow and other services call, so that a deploy can shift traffic (and roll back). Layers: third-party dependencies (built by ``infra/bundling.py``), the shared
-``image_common`` code, and — for the authorizer in secret mode — the AWS Parameters and Secrets
-extension it reads the JWT secret through.
+the workflow and other services call, so that a deploy can shift traffic (and roll back).
+Layers: the function's own third-party dependencies (built by ``infra/bundling.py``: the
+authorizer's hold pyjwt and cryptography, the generation function's Powertools, pydantic and
+httpx), the shared ``image_common`` code, and — for every function that reads a secret — the
+AWS Parameters and Secrets extension, which serves it over localhost without boto3.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from infra.settings import INVOKE_TIMEOUT_MARGIN_SECONDS, FunctionSizing, StageS
 RUNTIME = lambda_.Runtime.PYTHON_3_14  # infra/bundling.py builds the layer for the same version
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PARAMS_AND_SECRETS_VERSION = lambda_.ParamsAndSecretsVersions.V1_0_103
-JWT_SECRET_CACHE_TTL = Duration.minutes(5)
+# How long the extension serves a secret from its cache (a rotation reaches it within this).
+SECRET_CACHE_TTL = Duration.minutes(5)
 LIVE_ALIAS = "live"
 FLUX = "flux"  # the one submit/poll provider: its key is all the poll task needs
 # image_service.usage: admission reads the customer's limits (GetItem), counts the minute
@@ -100,26 +103,32 @@ class ServiceFunctions(Construct):
         self._secrets = secrets
         self._log_retention = retention(settings.log_retention_days)
 
-        self.dependencies_layer = lambda_.LayerVersion(
-            self,
-            "DependenciesLayer",
-            code=lambda_.Code.from_asset(
-                str(assets.dependencies_layer),
-                exclude=list(ASSET_EXCLUDES),
-                asset_hash=assets.dependencies_layer_hash,
-                asset_hash_type=AssetHashType.CUSTOM if assets.dependencies_layer_hash else None,
-            ),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[ARCHITECTURE],
-            description="Third-party packages (requirements.txt, pinned by constraints.txt)",
-        )
+        self.dependency_layers = {
+            name: lambda_.LayerVersion(
+                self,
+                f"{name.capitalize()}DependenciesLayer",
+                code=lambda_.Code.from_asset(
+                    str(folder),
+                    exclude=list(ASSET_EXCLUDES),
+                    asset_hash=assets.dependency_layer_hashes.get(name),
+                    asset_hash_type=(
+                        AssetHashType.CUSTOM if name in assets.dependency_layer_hashes else None
+                    ),
+                ),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+                description=f"Third-party packages of the {name} function "
+                f"(functions/{name}/requirements.txt, pinned by constraints.txt)",
+            )
+            for name, folder in assets.dependency_layers.items()
+        }
         self.common_layer = lambda_.LayerVersion(
             self,
             "CommonLayer",
             code=lambda_.Code.from_asset(str(assets.common_layer), exclude=list(ASSET_EXCLUDES)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
-            description="Shared service code: image_common (errors, envelope, settings)",
+            description="Shared service code: image_common (errors, envelope, settings, secrets)",
         )
         authorizer_code = lambda_.Code.from_asset(
             str(assets.authorizer_code), exclude=list(ASSET_EXCLUDES)
@@ -127,6 +136,8 @@ class ServiceFunctions(Construct):
         generation_code = lambda_.Code.from_asset(
             str(assets.generation_code), exclude=list(ASSET_EXCLUDES)
         )
+        authorizer_layers = [self.dependency_layers["authorizer"], self.common_layer]
+        service_layers = [self.dependency_layers["generation"], self.common_layer]
 
         sizes = settings.functions
         reserved = sizes.reserved_concurrency
@@ -143,9 +154,8 @@ class ServiceFunctions(Construct):
                 environment=self._authorizer_environment(),
             ),
             code=authorizer_code,
-            # image_common for the metric names only (standard library, no pydantic)
-            layers=[self.dependencies_layer, self.common_layer],
-            params_and_secrets=self._params_and_secrets(),
+            # image_common: the metric names, and the secrets extension client (stdlib only)
+            layers=authorizer_layers,
         )
         self.health = self._function(
             _Spec(
@@ -184,7 +194,7 @@ class ServiceFunctions(Construct):
                 },
             ),
             code=generation_code,
-            layers=[self.dependencies_layer, self.common_layer],
+            layers=service_layers,
         )
 
         # Every task that can end a job settles its usage charge (actual cost, or released).
@@ -266,9 +276,7 @@ class ServiceFunctions(Construct):
         )
 
         self.job_tasks: dict[str, lambda_.Function] = {
-            name: self._function(
-                spec, code=generation_code, layers=[self.dependencies_layer, self.common_layer]
-            )
+            name: self._function(spec, code=generation_code, layers=service_layers)
             for name, spec in job_task_specs.items()
         }
 
@@ -289,7 +297,7 @@ class ServiceFunctions(Construct):
                 },
             ),
             code=generation_code,
-            layers=[self.dependencies_layer, self.common_layer],
+            layers=service_layers,
         )
 
     @property
@@ -316,7 +324,6 @@ class ServiceFunctions(Construct):
         *,
         code: lambda_.Code,
         layers: list[lambda_.ILayerVersion],
-        params_and_secrets: lambda_.ParamsAndSecretsLayerVersion | None = None,
     ) -> lambda_.Function:
         scope = Construct(self, spec.id)
         log_group = logs.LogGroup(
@@ -359,7 +366,7 @@ class ServiceFunctions(Construct):
                 **spec.environment,
                 **self._provider_key_environment(spec.reads_provider_keys),
             },
-            params_and_secrets=params_and_secrets,
+            params_and_secrets=self._secrets_extension(spec),
             recursive_loop=lambda_.RecursiveLoop.TERMINATE,
             # Nothing here is built for asynchronous invokes; a retry would bill a second image.
             retry_attempts=0,
@@ -451,11 +458,14 @@ class ServiceFunctions(Construct):
             env["JWT_SECRET_ARN"] = self._secrets.jwt_secret.secret_arn
         return env
 
-    def _params_and_secrets(self) -> lambda_.ParamsAndSecretsLayerVersion | None:
-        if self._settings.jwt.mode != "secret":
+    def _secrets_extension(self, spec: _Spec) -> lambda_.ParamsAndSecretsLayerVersion | None:
+        """The Parameters and Secrets extension, for every function that reads a secret: it
+        serves the secret over localhost, so the function needs no boto3 to read it."""
+        reads_jwt_secret = spec.reads_jwt_secret and self._settings.jwt.mode == "secret"
+        if not (spec.reads_provider_keys or reads_jwt_secret):
             return None
         return lambda_.ParamsAndSecretsLayerVersion.from_version(
             PARAMS_AND_SECRETS_VERSION,
             cache_enabled=True,
-            secrets_manager_ttl=JWT_SECRET_CACHE_TTL,
+            secrets_manager_ttl=SECRET_CACHE_TTL,
         )

@@ -24,7 +24,7 @@ from aws_cdk import App  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from infra.application import build_service, cdk_json_context  # noqa: E402
-from infra.bundling import LambdaAssets  # noqa: E402
+from infra.bundling import DEPENDENCY_SETS, LambdaAssets  # noqa: E402
 from infra.settings import StageSettings, load_stage_settings  # noqa: E402
 from infra.stack import ImageServiceStack  # noqa: E402
 
@@ -93,16 +93,20 @@ class Synthesized:
 
 
 @pytest.fixture(scope="session")
-def placeholder_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    layer = tmp_path_factory.mktemp("dependencies-layer")
-    (layer / "python").mkdir()
-    (layer / "python" / "README").write_text("placeholder: tests do not build dependencies\n")
-    return layer
+def placeholder_layers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One placeholder dependencies layer per function (distinct, as the real ones are)."""
+    layers = {}
+    for name in DEPENDENCY_SETS:
+        layer = tmp_path_factory.mktemp(f"{name}-dependencies-layer")
+        (layer / "python").mkdir()
+        (layer / "python" / "README").write_text(f"placeholder: the {name} dependencies\n")
+        layers[name] = layer
+    return layers
 
 
 def _synthesize(
     stage: str,
-    placeholder_layer: Path,
+    placeholder_layers: dict[str, Path],
     outdir: Path,
     *,
     extra_stages: dict[str, dict] | None = None,
@@ -111,7 +115,7 @@ def _synthesize(
     context["stages"] = {**context["stages"], **(extra_stages or {})}
     context |= {"stage": stage, **_REPORT_INSTEAD_OF_RAISING}
     app = App(context=context, outdir=str(outdir))
-    stack = build_service(app, assets=LambdaAssets.from_source(placeholder_layer))
+    stack = build_service(app, assets=LambdaAssets.from_source(placeholder_layers))
     assembly = app.synth()
     return Synthesized(
         settings=load_stage_settings(context),
@@ -122,23 +126,29 @@ def _synthesize(
 
 
 @pytest.fixture(scope="session")
-def dev(placeholder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def dev(
+    placeholder_layers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
     """cdk.json's dev stage: presigned URLs, HS256 secret, CORS for a local web app."""
-    return _synthesize("dev", placeholder_layer, tmp_path_factory.mktemp("cdk.out-dev"))
+    return _synthesize("dev", placeholder_layers, tmp_path_factory.mktemp("cdk.out-dev"))
 
 
 @pytest.fixture(scope="session")
-def prod(placeholder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def prod(
+    placeholder_layers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
     """cdk.json's prod stage: CloudFront stable URLs, retained data."""
-    return _synthesize("prod", placeholder_layer, tmp_path_factory.mktemp("cdk.out-prod"))
+    return _synthesize("prod", placeholder_layers, tmp_path_factory.mktemp("cdk.out-prod"))
 
 
 @pytest.fixture(scope="session")
-def jwks(placeholder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+def jwks(
+    placeholder_layers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Synthesized:
     """A test-only stage: JWKS tokens, an existing provider secret and alarm topic."""
     return _synthesize(
         "jwks",
-        placeholder_layer,
+        placeholder_layers,
         tmp_path_factory.mktemp("cdk.out-jwks"),
         extra_stages={"jwks": JWKS_STAGE},
     )

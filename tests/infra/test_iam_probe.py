@@ -206,16 +206,20 @@ def _as_list(value) -> list:
 
 
 class FakeSecretsExtension:
-    """The Parameters and Secrets extension's HTTP API, recording what it is asked for."""
+    """The Parameters and Secrets extension's HTTP API, recording what it is asked for — also
+    as the ``GetSecretValue`` call it makes for the function (into ``recorder``, when set)."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
         self.asked: list[str] = []
+        self.recorder = None
         probe = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 secret_id = parse_qs(urlsplit(self.path).query)["secretId"][0]
                 probe.asked.append(secret_id)
+                if probe.recorder is not None:
+                    probe.recorder.calls.append(Call("secretsmanager:GetSecretValue", secret_id))
                 body = json.dumps({"SecretString": secrets[secret_id]}).encode()
                 self.send_response(200)
                 self.end_headers()
@@ -267,11 +271,10 @@ def probe(dev, monkeypatch):
         secrets_client = boto3.client("secretsmanager", region_name=REGION)
         secret_values = {}
         for provider, secret in stack.node.find_child("Secrets").provider_keys.items():
-            arn = secrets_client.create_secret(
-                Name=f"probe/{provider}",
-                SecretString=json.dumps({"api_key": PROVIDER_KEYS[provider]}),
-            )["ARN"]
+            value = json.dumps({"api_key": PROVIDER_KEYS[provider]})
+            arn = secrets_client.create_secret(Name=f"probe/{provider}", SecretString=value)["ARN"]
             values[(logical(secret), "Ref")] = arn
+            secret_values[arn] = value  # provider keys come through the extension too
         jwt_arn = secrets_client.create_secret(Name="probe/jwt", SecretString=JWT_SECRET)["ARN"]
         values[(logical(stack.node.find_child("Secrets").jwt_secret), "Ref")] = jwt_arn
         secret_values[jwt_arn] = JWT_SECRET
@@ -310,8 +313,12 @@ def probe(dev, monkeypatch):
             from image_common.settings import get_settings
 
             get_settings.cache_clear()
+            from image_common.credentials import provider_secrets
+
+            provider_secrets.clear()
             recorder.calls.clear()
             extension.asked.clear()
+            extension.recorder = recorder
             return recorder
 
         try:

@@ -16,6 +16,12 @@ AUTHORIZED_ROUTES = {
     "GET /image/models",
     "GET /image/usage",
 }
+OPENAI_COMPATIBLE_ROUTES = {
+    "POST /v1/images/generations",
+    "POST /v1/images/edits",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+}
 OPEN_ROUTES = {"GET /health"}
 
 
@@ -48,14 +54,14 @@ def test_authorizer_result_is_cached_per_authorization_header(dev, prod):
         assert authorizer["AuthorizerResultTtlInSeconds"] == ttl
 
 
-def test_exactly_the_deployed_routes_exist(synthesized):
-    assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPEN_ROUTES
+def test_exactly_the_service_and_openai_compatible_routes_exist(synthesized):
+    assert set(_routes(synthesized)) == AUTHORIZED_ROUTES | OPENAI_COMPATIBLE_ROUTES | OPEN_ROUTES
 
 
-def test_image_routes_require_the_authorizer_and_health_is_open(synthesized):
+def test_image_and_openai_compatible_routes_require_the_authorizer_and_health_is_open(synthesized):
     authorizer_id, _ = _authorizer(synthesized)
     for key, route in _routes(synthesized).items():
-        if key in AUTHORIZED_ROUTES:
+        if key in AUTHORIZED_ROUTES | OPENAI_COMPATIBLE_ROUTES:
             assert route["AuthorizationType"] == "CUSTOM", key
             assert route["AuthorizerId"] == {"Ref": authorizer_id}, key
         else:
@@ -93,6 +99,9 @@ def test_generate_is_throttled_harder_than_models_and_health(dev, prod):
         }
         assert rate["POST /image/generate"] < rate["GET /image/models"]
         assert rate["POST /image/generate"] < rate["GET /health"]
+        # The OpenAI-compatible routes generate too: the same limit, not a way around it.
+        for key in ("POST /v1/images/generations", "POST /v1/images/edits"):
+            assert routes[key] == routes["POST /image/generate"], key
         for key, throttle in synth.settings.api.route_throttles.items():
             assert routes[key] == {
                 "ThrottlingRateLimit": throttle.rate_limit,
@@ -104,7 +113,7 @@ def test_generate_is_throttled_harder_than_models_and_health(dev, prod):
         assert route_ids <= set(stage_resource.get("DependsOn", []))
 
 
-def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layer, tmp_path):
+def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layers, tmp_path):
     from infra.settings import SettingsError
     from tests.infra.conftest import _synthesize
 
@@ -112,7 +121,7 @@ def test_a_throttle_for_an_unknown_route_fails_synth(placeholder_layer, tmp_path
         "api": {"route_throttles": {"POST /image/generat": {"rate_limit": 1, "burst_limit": 1}}}
     }
     with pytest.raises(SettingsError, match="unknown routes"):
-        _synthesize("typo", placeholder_layer, tmp_path, extra_stages={"typo": stage})
+        _synthesize("typo", placeholder_layers, tmp_path, extra_stages={"typo": stage})
 
 
 def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):
@@ -124,7 +133,9 @@ def test_api_gateway_may_invoke_generation_only_on_its_routes(dev):
     }
     for permission in (p for p in permissions if p["Principal"] == "apigateway.amazonaws.com"):
         source = json.dumps(permission["SourceArn"])
-        assert "/*/*/image" in source or "/*/*/health" in source or "/authorizers/" in source
+        assert any(
+            part in source for part in ("/*/*/image", "/*/*/v1/", "/*/*/health", "/authorizers/")
+        ), source
 
 
 def test_default_stage_throttles_per_stage_settings(dev, prod):

@@ -129,21 +129,63 @@ def test_each_function_logs_to_its_own_group_with_the_stage_retention(synthesize
     assert len(seen) == len(HANDLERS)
 
 
-def test_layers_dependencies_and_common_code_everywhere_but_health(dev):
-    layer_ids = {
-        r["Properties"]["Description"].split()[0]: i
-        for i, r in dev.resources("AWS::Lambda::LayerVersion").items()
-    }
-    dependencies, common = {"Ref": layer_ids["Third-party"]}, {"Ref": layer_ids["Shared"]}
-    for handler, props in _functions(dev).items():
+def _layer_ids(synth) -> dict[str, dict]:
+    """The stack's own layers by a short name: authorizer / generation dependencies, common."""
+    layers = {}
+    for logical_id, layer in synth.resources("AWS::Lambda::LayerVersion").items():
+        description = layer["Properties"]["Description"]
+        name = "common" if description.startswith("Shared") else description.split()[4]
+        layers[name] = {"Ref": logical_id}
+    return layers
+
+
+def test_each_function_gets_its_own_dependencies_and_the_common_code(synthesized):
+    layers = _layer_ids(synthesized)
+    assert set(layers) == {"authorizer", "generation", "common"}
+    for handler, props in _functions(synthesized).items():
         if handler == "health.handler":  # answers a constant: no layer to load on a cold start
             assert "Layers" not in props
             continue
-        assert dependencies in props["Layers"]
-        assert common in props["Layers"]
-    for layer in dev.resources("AWS::Lambda::LayerVersion").values():
+        # (Lambda unpacks every layer into one /opt: their order does not matter here)
+        own = sorted(layer["Ref"] for layer in props["Layers"] if "Ref" in layer)
+        deps = layers["authorizer"] if handler == "authorizer.handler" else layers["generation"]
+        assert own == sorted([deps["Ref"], layers["common"]["Ref"]]), handler
+    for layer in synthesized.resources("AWS::Lambda::LayerVersion").values():
         assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
         assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME.name]
+
+
+def test_the_generation_layers_are_not_the_authorizers(dev):
+    # cryptography (pyjwt[crypto]) is in the authorizer's layer only: distinct assets.
+    assets = {
+        name: dev.resources("AWS::Lambda::LayerVersion")[ref["Ref"]]["Properties"]["Content"]
+        for name, ref in _layer_ids(dev).items()
+    }
+    assert assets["authorizer"]["S3Key"] != assets["generation"]["S3Key"]
+
+
+def _has_secrets_extension(props: dict) -> bool:
+    """The extension's public layer: a region map lookup, or its ARN when the region is pinned."""
+    return any(
+        "Fn::FindInMap" in layer if isinstance(layer, dict) else "Parameters-and-Secrets" in layer
+        for layer in props.get("Layers", [])
+    )
+
+
+def test_every_function_given_a_provider_key_reads_it_through_the_extension(synthesized):
+    given_keys = set()
+    for handler, props in _functions(synthesized).items():
+        env = props.get("Environment", {}).get("Variables", {})
+        has_extension = _has_secrets_extension(props)
+        reads_key = any(name.endswith("_API_KEY_SECRET_ARN") for name in env)
+        if handler == "authorizer.handler":
+            continue  # its own test: the extension in secret mode only
+        assert has_extension == reads_key, handler  # no extension where no secret is read
+        if reads_key:
+            given_keys.add(handler)
+            assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
+            assert "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" in env
+    assert {"generation.handler", "flux_tasks.submit"} <= given_keys
 
 
 def test_service_functions_know_the_bucket_and_url_mode(dev, prod):
@@ -171,6 +213,14 @@ def _as_deployed(variables: dict) -> dict[str, str]:
     }
 
 
+EXTENSION_AND_POWERTOOLS_PREFIXES = (
+    "POWERTOOLS_",
+    "PARAMETERS_SECRETS_EXTENSION_",
+    "SECRETS_MANAGER_",
+    "SSM_PARAMETER_STORE_",
+)
+
+
 def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
     from image_common.provider_identity import PROVIDERS
     from image_common.settings import ServiceSettings, load_settings
@@ -185,7 +235,8 @@ def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
                 name
                 for name in env
                 if name.lower() not in ServiceSettings.model_fields
-                and not name.startswith("POWERTOOLS_")
+                # Powertools' own, and the secrets extension's (its config; the port is ours too)
+                and not name.startswith(EXTENSION_AND_POWERTOOLS_PREFIXES)
                 and name not in secret_variables  # read by image_common.credentials
             }
             assert unknown == set(), handler  # a typo here would be silently ignored

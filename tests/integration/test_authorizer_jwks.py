@@ -13,9 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import authorizer
@@ -24,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import AUTHORIZER_ENV, jwk_of
+from tests.conftest import AUTHORIZER_ENV, LocalServer, jwk_of
 
 ISSUER = "https://idp.example/"
 AUDIENCE = "image-api"
@@ -32,50 +30,6 @@ SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt/hs256-AbC
 SESSION_TOKEN = "fake-session-token"
 SECRET = "secret-from-secrets-manager-0123456789"
 AUTH_ENV = (*AUTHORIZER_ENV, "AWS_SESSION_TOKEN")
-
-
-class LocalServer:
-    """A tiny HTTP server whose answers the test sets, and which records every request."""
-
-    def __init__(self):
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append((self.path, dict(self.headers)))
-                status, headers, body = server.routes.get(
-                    urlparse(self.path).path, (404, {}, b"not found")
-                )
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def answer(self, path, status=200, body: object = b"", headers=None):
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        self.routes[path] = (status, headers or {"Content-Type": "application/json"}, body)
-
-    def hits(self, path):
-        return sum(1 for requested, _ in self.requests if urlparse(requested).path == path)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The scheduled models-check Lambda: keys from each provider's Secrets Manager secret (moto),
+"""The scheduled models-check Lambda: keys from each provider's Secrets Manager secret (moto,
+read through the secrets extension as deployed),
 the providers' lists from the emulators, and the drift published as CloudWatch metrics
 (Powertools EMF on stdout)."""
 
@@ -10,7 +11,6 @@ import json
 import logging
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from image_common.provider_identity import PROVIDERS
@@ -34,14 +34,13 @@ LISTED = ("openai", "google", "xai")
 
 
 @pytest.fixture
-def providers(monkeypatch):
+def providers(monkeypatch, secrets_extension):
     """Keys only in the providers' secrets (as deployed); every emulator listing as of TODAY."""
     started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
     for emulator in started.values():
         if hasattr(emulator, "model_listing"):
             emulator.model_listing.today = lambda: TODAY
     with mock_aws():
-        parameters.clear_caches()
         for provider in LISTED:
             arn = _create_secret({"api_key": PROVIDER_KEYS[provider]}, f"providers/{provider}")
             monkeypatch.setenv(PROVIDERS[provider].secret_arn_variable, arn)
@@ -51,7 +50,6 @@ def providers(monkeypatch):
         service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
         yield started
         service_http.set_http_client(None)
-        parameters.clear_caches()
 
 
 def _create_secret(values: dict[str, str], name: str) -> str:

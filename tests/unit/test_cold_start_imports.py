@@ -1,43 +1,118 @@
-"""Cold start: the handler module imports what a request needs and nothing more."""
+"""Cold start: the handler module imports what a request needs and nothing more — and so does
+a first request in data-URL mode, with the provider key read through the secrets extension."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from local.emulators.openai import OpenAIEmulator
+from tests.conftest import LocalServer
+
 ROOT = Path(__file__).parents[2]
 PROBE = """
 import json, os, sys
 os.environ.setdefault("IMAGE_BUCKET", "probe-bucket")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Probe")
 import generation
+class Context:  # what Powertools' logger reads from Lambda's context
+    function_name, memory_limit_in_mb, aws_request_id = "generation", 1024, "probe-1"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:generation"
+if os.environ.get("PROBE_EVENT"):
+    result = generation.handler(json.loads(os.environ["PROBE_EVENT"]), Context())
+    print(json.dumps({"success": result["success"], "url": result.get("image_url", "")[:30]}))
 print(json.dumps(sorted(m for m in sys.modules)))
 """
+NEVER_ON_THE_FIRST_REQUEST = {
+    "boto3",
+    "botocore.client",
+    "botocore.session",
+    "s3transfer",
+    "cryptography",
+    "jwt",
+    "aws_lambda_powertools.utilities.parameters",
+    # the rest of Powertools' event_handler package: other resolvers, and asyncio with them
+    "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.event_handler.bedrock_agent",
+    "asyncio",
+}
 
 
-def imported_modules() -> set[str]:
+def run_probe(**env: str) -> list[str]:
     env = {"PYTHONPATH": f"{ROOT / 'functions/generation'}:{ROOT / 'layers/common/python'}",
-           "PATH": "/usr/bin:/bin"}  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return set(json.loads(out.strip().splitlines()[-1]))
+           "PATH": "/usr/bin:/bin", **env}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()
 
 
 def test_generation_handler_defers_boto3_and_provider_adapters():
-    modules = imported_modules()
+    modules = set(json.loads(run_probe()[-1]))
     assert "generation" in modules and "image_service.service" in modules
     # boto3 loads on first storage use; each adapter only when its provider is first asked for
     # (Powertools imports the bare botocore package for its user agent: no client machinery)
-    assert not {"boto3", "botocore.client", "botocore.session", "s3transfer"} & modules
+    assert not NEVER_ON_THE_FIRST_REQUEST & modules
     adapters = {
         m
         for m in modules
         if m.startswith("image_service.providers.") and m != "image_service.providers.base"
     }
     assert adapters == set()
-    assert not {"PIL", "moto", "jwt", "local"} & modules
+    assert not {"PIL", "moto", "local"} & modules
     # the daily catalog check shares the code asset, not the request path
     assert not {"models_check", "image_service.model_drift", "image_service.upstream_models"} & (
         modules
     )
+
+
+@pytest.fixture
+def provider_and_extension():
+    emulator = OpenAIEmulator()
+    server = emulator.serve()
+    extension = LocalServer()
+    secret = json.dumps({"api_key": "sk-probe-0123456789"})
+    extension.answer("/secretsmanager/get", body={"SecretString": secret})
+    yield emulator, extension
+    extension.close()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_first_data_url_request_reads_the_key_without_boto3_or_cryptography(
+    provider_and_extension,
+):
+    emulator, extension = provider_and_extension
+    event = {"prompt": "A lighthouse", "customer_id": 1, "save_to_db": False,
+             "settings": {"image": {"model": "gpt-image-1"}}}  # fmt: skip
+    lines = run_probe(
+        PROBE_EVENT=json.dumps(event),
+        OPENAI_BASE_URL=f"{emulator.base_url}/v1",
+        OPENAI_API_KEY_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:openai-AbCdEf",
+        PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=str(extension.port),
+        AWS_SESSION_TOKEN="probe-session-token",
+    )
+    assert json.loads(lines[-2]) == {"success": True, "url": "data:image/png;base64,iVBORw0K"}
+    assert extension.hits("/secretsmanager/get") == 1
+    modules = set(json.loads(lines[-1]))
+    assert "image_service.providers.openai" in modules
+    assert not NEVER_ON_THE_FIRST_REQUEST & modules
+
+
+def test_powertools_event_handler_names_still_resolve_after_the_lean_import():
+    probe = (
+        "import http_resolver, sys\n"
+        "assert 'aws_lambda_powertools.event_handler.appsync' not in sys.modules\n"
+        "from aws_lambda_powertools.event_handler import AppSyncResolver, APIGatewayHttpResolver\n"
+        "assert APIGatewayHttpResolver is http_resolver.APIGatewayHttpResolver\n"
+        "print('ok')\n"
+    )
+    env = {"PYTHONPATH": str(ROOT / "functions/generation"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

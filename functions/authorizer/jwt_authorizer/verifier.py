@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -15,8 +15,8 @@ import jwt
 from jwt import PyJWK
 from jwt import exceptions as jwt_errors
 
+from image_common.secret_extension import read_secret_string
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
-from jwt_authorizer.secret_extension import read_secret_string
 from jwt_authorizer.settings import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -107,6 +107,7 @@ class TokenVerifier:
         self._audience = list(audience) or None
         self._customer_claim = customer_claim
         self._leeway = leeway_seconds
+        self._algorithm_list = list(self.algorithms)
         self._jwt = jwt.PyJWT(options={"require": ["exp"], "enforce_minimum_key_length": True})
 
     def verify(self, token: str) -> Principal | Denial:
@@ -114,22 +115,27 @@ class TokenVerifier:
             return Denial(DenialReason.OVERSIZED)
         if not _COMPACT_JWS.fullmatch(token):
             return Denial(DenialReason.MALFORMED)
-        header = _unverified_header(token)
-        if header is None:
-            return Denial(DenialReason.MALFORMED)
-
-        kid = header.get("kid") if isinstance(header.get("kid"), str) else None
-        if header.get("alg") not in self.algorithms:
-            return Denial(DenialReason.DISALLOWED_ALGORITHM, kid=kid)
-        key = self._key(kid)
-        if isinstance(key, Denial):
-            return key
+        if self._secret is not None:
+            # One key: no need to read the header first (pyjwt reads it, and refuses an
+            # algorithm outside the allow-list). The kid is only read for a denial's log line.
+            key: bytes | PyJWK | Denial = self._secret
+            kid = None
+        else:
+            header = _unverified_header(token)
+            if header is None:
+                return Denial(DenialReason.MALFORMED)
+            kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+            if header.get("alg") not in self.algorithms:
+                return Denial(DenialReason.DISALLOWED_ALGORITHM, kid=kid)
+            key = self._key(kid)
+            if isinstance(key, Denial):
+                return key
 
         try:
             claims = self._jwt.decode(
                 token,
                 key,
-                algorithms=list(self.algorithms),
+                algorithms=self._algorithm_list,
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
@@ -137,11 +143,14 @@ class TokenVerifier:
         except jwt_errors.PyJWTError as error:
             return Denial(
                 _reason_for(error),
-                kid=kid,
+                kid=kid or _unverified_kid(token),
                 issuer=_unverified_issuer(token),
                 claim=getattr(error, "claim", None),
             )
-        return self._principal(claims, kid)
+        principal = self._principal(claims)
+        if isinstance(principal, Denial) and principal.kid is None:
+            return replace(principal, kid=kid or _unverified_kid(token))
+        return principal
 
     def _key(self, kid: str | None) -> bytes | PyJWK | Denial:
         if self._secret is not None:
@@ -155,7 +164,7 @@ class TokenVerifier:
             return Denial(DenialReason.JWKS_UNAVAILABLE, kid=kid)
         return key if key is not None else Denial(DenialReason.UNKNOWN_KID, kid=kid)
 
-    def _principal(self, claims: dict[str, Any], kid: str | None) -> Principal | Denial:
+    def _principal(self, claims: dict[str, Any], kid: str | None = None) -> Principal | Denial:
         issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else None
         if claims.get(self._customer_claim) is None:
             return Denial(
@@ -262,6 +271,12 @@ def _unverified_header(token: str) -> dict[str, Any] | None:
     except (ValueError, RecursionError):  # binascii.Error and JSONDecodeError are ValueErrors
         return None
     return header if isinstance(header, dict) else None
+
+
+def _unverified_kid(token: str) -> str | None:
+    header = _unverified_header(token)
+    kid = header.get("kid") if header is not None else None
+    return kid if isinstance(kid, str) else None
 
 
 def _unverified_issuer(token: str) -> str | None:

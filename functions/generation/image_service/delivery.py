@@ -8,7 +8,6 @@ writes the bytes and returns the data a record keeps (keys, never URLs or bytes)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +92,8 @@ def deliver(
         **_image_fields(result.images[0]),
         "job_id": job_id,
     }
+    if result.usage:
+        data["usage"] = result.usage
     if len(images) > 1:
         data["images"] = images
     return data
@@ -137,7 +138,7 @@ def unique(warnings: list[SettingWarning]) -> list[SettingWarning]:
 def inline_size(images: list[GeneratedImage]) -> int:
     """The answer's size with every image inline. With ``n > 1`` the first data URL is in it
     twice: as ``image_url`` and as ``images[0].image_url``."""
-    sizes = [math.ceil(len(i.image.data) / 3) * 4 + _DATA_URL_OVERHEAD for i in images]
+    sizes = [i.image.data_url_length + _DATA_URL_OVERHEAD for i in images]
     return sum(sizes) + (sizes[0] if len(sizes) > 1 else 0)
 
 

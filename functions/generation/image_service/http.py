@@ -6,11 +6,14 @@ result URL) goes through here, so timeouts, size caps and address checks live in
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
+import json
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -111,15 +114,40 @@ def raise_for_provider_status(
     raise ProviderError(f"The {provider} provider failed (HTTP {status}).")
 
 
+@contextmanager
+def provider_answer(
+    client: httpx.Client, method: str, url: str, **kwargs: Any
+) -> Iterator[httpx.Response]:
+    """A provider call whose successful answer is left unread, for ``json_or_error`` to parse
+    piece by piece; an error answer (small) is read whole for the error mapping."""
+    with client.stream(method, url, **kwargs) as response:
+        if response.status_code >= 400:
+            response.read()
+        yield response
+
+
 def json_or_error(provider: str, response: httpx.Response) -> dict:
     """The body of a successful answer as a JSON object, or a 502 for garbage."""
     try:
-        body = response.json()
+        body = json.loads(_body_for_json(response))
     except ValueError:
         raise ProviderError(f"The {provider} provider sent an answer that is not JSON.") from None
     if not isinstance(body, dict):
         raise ProviderError(f"The {provider} provider sent an unexpected answer.")
     return body
+
+
+def _body_for_json(response: httpx.Response) -> bytes | str:
+    """The body, for ``json.loads``. An unread (streamed) answer is decoded chunk by chunk, so
+    its bytes and its text are never both held whole: an image's base64 inside the JSON would
+    otherwise be held three times while it is parsed (bytes, decoded text, parsed string)."""
+    try:
+        return response.content
+    except httpx.ResponseNotRead:
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")()
+        pieces = [decoder.decode(chunk) for chunk in response.iter_bytes()]
+        pieces.append(decoder.decode(b"", final=True))
+        return "".join(pieces)
 
 
 # --- downloads of URLs we did not choose --------------------------------------------------------

@@ -228,6 +228,21 @@ class JobStore:
             return None
         return IdempotentJob(item["job_id"]["S"], item["fingerprint"]["S"])
 
+    def release(self, claim: IdempotencyClaim, job_id: str) -> None:
+        """Free an idempotency key once its job's answer was delivered — only while it still
+        names that job (a conditional delete: a newer job's claim is never removed)."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={PARTITION_KEY: {"S": claim.pk}},
+                ConditionExpression="job_id = :job",
+                ExpressionAttributeValues={":job": {"S": job_id}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass  # already released, expired or taken by another job: nothing of ours to free
+        except Exception as error:
+            raise self._storage_error("release", error) from None
+
     def list_for_customer(
         self, customer_id: int, *, limit: int, cursor: str | None
     ) -> tuple[list[JobRecord], str | None]:

@@ -115,6 +115,10 @@ class JobService:
         expires = int(self.clock().timestamp()) + self.settings.idempotency_ttl_seconds
         return IdempotencyClaim.of(customer_id, key, fingerprint, expires_at=expires)
 
+    def release(self, claim: IdempotencyClaim, job_id: str) -> None:
+        """The key's job was answered: an identical request from now on starts a new job."""
+        self.jobs.release(claim, job_id)
+
     def attach(self, claim: IdempotencyClaim) -> JobRecord | None:
         """The job an idempotency key already started, if any; a 422 for another body."""
         found = self.jobs.find_idempotent(claim, self.clock())

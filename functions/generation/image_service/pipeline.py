@@ -416,7 +416,24 @@ def call_provider(provider: ImageProvider, provider_request: ProviderRequest) ->
         sent=results[0].sent | {"calls": len(results)},
         warnings=unique([w for r in results for w in r.warnings]),
         cost_usd=None if None in costs else round(sum(costs), 6),
+        usage=_total_usage([r.usage for r in results]),
     )
+
+
+def _total_usage(usages: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Token counts of several calls added up (nested counts too); unknown if any is unknown."""
+    if not usages or any(u is None for u in usages):
+        return None
+
+    def add(a: Any, b: Any) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return {k: add(a[k], b[k]) for k in a if k in b}
+        return a + b if isinstance(a, int) and isinstance(b, int) else a
+
+    total = usages[0]
+    for usage in usages[1:]:
+        total = add(total, usage)
+    return total
 
 
 def _batches(request: ProviderRequest) -> list[ProviderRequest]:

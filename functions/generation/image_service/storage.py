@@ -12,6 +12,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 
@@ -23,6 +24,7 @@ from image_service.images import ImageBytes, image_from_bytes
 
 logger = Logger(child=True)
 JOBS_PREFIX = "jobs/"
+MAX_PARALLEL_UPLOADS = 4
 _ASSET_KEY = re.compile(
     r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
 )
@@ -82,12 +84,21 @@ class ImageStore:
         self, customer_id: int, images: Sequence[ImageBytes], *, metadata: dict[str, str]
     ) -> list[StoredImage]:
         """All of a request's images, or none: when one cannot be stored, those already stored
-        are removed before the 502, so a failed request leaves nothing that nobody points to."""
-        keys: list[str] = []
+        are removed before the 502, so a failed request leaves nothing that nobody points to.
+        Several images are uploaded in parallel."""
+        # Every key before any put: a put that failed late may still have landed.
+        keys = [image_key(customer_id, image.extension) for image in images]
         try:
-            for image in images:
-                keys.append(image_key(customer_id, image.extension))  # before the put: a put
-                self._put_image(keys[-1], image, metadata)  # that failed late may have landed
+            if len(images) == 1:
+                self._put_image(keys[0], images[0], metadata)
+            else:  # in parallel; all of them end before a failure is raised
+                with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_UPLOADS, len(images))) as pool:
+                    puts = [
+                        pool.submit(self._put_image, key, image, metadata)
+                        for key, image in zip(keys, images, strict=True)
+                    ]
+                for put in puts:
+                    put.result()
             return [StoredImage(key=key, url=self.url_for(key)) for key in keys]
         except Exception:
             self._remove(keys)

@@ -10,8 +10,6 @@ this API's status codes, or of the other providers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from image_common.errors import (
     ProviderError,
 )
 from image_service.http import download
-from image_service.images import ImageBytes, sniff_mime
+from image_service.images import ImageBytes, check_base64, sniff_mime
 from image_service.registry import ModelSpec
 
 WarningType = Literal["unsupported-setting", "adjusted-setting", "model-retired", "other"]
@@ -102,6 +100,7 @@ class ProviderResult:
     sent: dict[str, Any]  # the provider's own field names and values (for logs and debugging)
     warnings: list[SettingWarning] = field(default_factory=list)
     cost_usd: float | None = None  # from the provider's own usage or cost fields, when given
+    usage: dict[str, Any] | None = None  # the provider's token usage, in OpenAI's shape
 
 
 class ImageProvider(Protocol):
@@ -206,14 +205,18 @@ RESULT_DOWNLOAD_LIMIT = 50 * 1024 * 1024
 
 
 def provider_base64_image(text: Any, provider: str) -> ImageBytes:
-    """A base64 image inside a provider's JSON answer; bad base64 or non-image bytes are a 502."""
+    """A base64 image inside a provider's JSON answer, kept as that text: checked (bad base64 or
+    non-image bytes are a 502) but not decoded, so a data URL answer passes it through as is."""
     if not isinstance(text, str) or not text:
         raise ProviderError(f"The {provider} provider returned an item without an image.")
     try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        head, size = check_base64(text)
+    except ValueError:
         raise ProviderError(f"The {provider} provider sent an image that is not base64.") from None
-    return provider_image(data, provider)
+    mime = sniff_mime(head)
+    if mime is None:
+        raise ProviderError(f"The {provider} provider returned data that is not an image.")
+    return ImageBytes.from_checked_base64(text, mime, size)
 
 
 def download_provider_image(url: str, provider: str) -> ImageBytes:

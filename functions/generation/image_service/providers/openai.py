@@ -16,6 +16,7 @@ from image_common.errors import InvalidImage, ProviderError
 from image_service.http import (
     get_http_client,
     json_or_error,
+    provider_answer,
     provider_call,
     raise_for_provider_status,
     request_timeout,
@@ -46,25 +47,24 @@ class OpenAIProvider:
         endpoint = provider_endpoint(NAME)
         body, warnings = self._body(request)
         headers = {"authorization": f"Bearer {endpoint.api_key}"}
-        client = get_http_client()
-        with provider_call(NAME):
-            if request.input_images:
-                response = client.post(
-                    f"{endpoint.base_url}/images/edits",
-                    data={k: _form_value(v) for k, v in body.items()},
-                    files=self._files(request),
-                    headers=headers,
-                    timeout=request_timeout(request.timeout_seconds),
-                )
-            else:
-                response = client.post(
-                    f"{endpoint.base_url}/images/generations",
-                    json=body,
-                    headers=headers,
-                    timeout=request_timeout(request.timeout_seconds),
-                )
+        if request.input_images:
+            path = "/images/edits"
+            content = {"data": {k: _form_value(v) for k, v in body.items()}}
+            content["files"] = self._files(request)
+        else:
+            path, content = "/images/generations", {"json": body}
+        call = provider_answer(
+            get_http_client(),
+            "POST",
+            f"{endpoint.base_url}{path}",
+            headers=headers,
+            timeout=request_timeout(request.timeout_seconds),
+            **content,
+        )
+        with provider_call(NAME), call as response:
             _raise_for_error(response)
             answer = json_or_error(NAME, response)
+        with provider_call(NAME):  # a DALL·E url answer is downloaded here
             images = [_image(item) for item in answer.get("data") or []]
         if not images:
             raise ProviderError("The openai provider returned no image.")
@@ -73,6 +73,7 @@ class OpenAIProvider:
             sent={k: v for k, v in body.items() if k != "prompt"},
             warnings=warnings,
             cost_usd=_usage_cost(answer.get("usage"), request),
+            usage=answer["usage"] if isinstance(answer.get("usage"), dict) else None,
         )
 
     def _body(self, request: ProviderRequest) -> tuple[dict[str, Any], list]:

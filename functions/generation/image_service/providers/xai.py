@@ -19,6 +19,7 @@ from image_common.errors import ContentPolicyViolation, ProviderError
 from image_service.http import (
     get_http_client,
     json_or_error,
+    provider_answer,
     provider_call,
     raise_for_provider_status,
     request_timeout,
@@ -50,15 +51,18 @@ class XAIProvider:
         endpoint = provider_endpoint(NAME)
         body, warnings = _body(request)
         path = "/images/edits" if request.input_images else "/images/generations"
-        with provider_call(NAME):
-            response = get_http_client().post(
-                f"{endpoint.base_url}{path}",
-                json=body,
-                headers={"authorization": f"Bearer {endpoint.api_key}"},
-                timeout=request_timeout(request.timeout_seconds),
-            )
+        call = provider_answer(
+            get_http_client(),
+            "POST",
+            f"{endpoint.base_url}{path}",
+            json=body,
+            headers={"authorization": f"Bearer {endpoint.api_key}"},
+            timeout=request_timeout(request.timeout_seconds),
+        )
+        with provider_call(NAME), call as response:
             _raise_for_error(response)
             answer = json_or_error(NAME, response)
+        with provider_call(NAME):  # url answers are downloaded here
             images, refused = _images(answer)
         if refused:
             warnings.append(

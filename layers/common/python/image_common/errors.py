@@ -124,6 +124,12 @@ class ProviderTimeout(ImageServiceError):
     status, type = 504, "provider_timeout"
 
 
+class JobPending(ImageServiceError):
+    """The answer is not ready yet: the job runs on; the same request later receives it."""
+
+    status, type = 503, "job_pending"
+
+
 class InternalError(ImageServiceError):
     status, type = 500, "internal_error"
 

@@ -45,6 +45,25 @@ def parse_json_body(body: str | None, *, base64_encoded: bool, max_bytes: int) -
         raise InvalidRequest("The request body is not valid JSON.") from None
 
 
+def request_bytes(body: str | None, *, base64_encoded: bool, max_bytes: int) -> bytes:
+    """An API Gateway body as bytes (a binary upload, e.g. multipart, arrives base64), or a
+    400/413 — the size checked before decoding a body that cannot fit."""
+    if not body:
+        raise InvalidRequest("The request body is empty.")
+    if len(body) > (max_bytes * 4 // 3 + 4 if base64_encoded else max_bytes * 4):
+        raise PayloadTooLarge(f"The request body is over the {max_bytes // 2**20} MB limit.")
+    if base64_encoded:
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The request body is not valid base64.") from None
+    else:
+        data = body.encode("utf-8", errors="surrogatepass")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The request body is over the {max_bytes // 2**20} MB limit.")
+    return data
+
+
 def check_json_value(value: Any) -> None:
     """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and strings that are not valid Unicode.
 
