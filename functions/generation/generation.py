@@ -187,7 +187,9 @@ def list_models() -> Response:
 @app.post("/v1/images/generations")
 def openai_generate() -> Response:
     answer = openai_images().generate(
-        _json_body(), caller=caller_from_authorizer(app.current_event.raw_event)
+        _json_body(),
+        caller=caller_from_authorizer(app.current_event.raw_event),
+        idempotency_key=app.current_event.headers.get("idempotency-key"),
     )
     _count_images({"provider": answer["provider"], "images": answer["data"]})
     return _json(200, answer)
@@ -199,6 +201,7 @@ def openai_edit() -> Response:
         _raw_body(),
         app.current_event.headers.get("content-type") or "",
         caller=caller_from_authorizer(app.current_event.raw_event),
+        idempotency_key=app.current_event.headers.get("idempotency-key"),
     )
     _count_images({"provider": answer["provider"], "images": answer["data"]})
     return _json(200, answer)

@@ -14,6 +14,7 @@ import pytest
 
 from image_common.errors import ProviderError, StorageError
 from image_service import images as images_module
+from image_service.delivery import deliver
 from image_service.http import json_or_error, provider_answer
 from image_service.images import ImageBytes, check_base64
 from image_service.providers.base import GeneratedImage, provider_base64_image
@@ -164,7 +165,7 @@ def _prepared(settings, n: int):
 
 def test_several_images_are_uploaded_in_parallel(settings):
     store = BarrierStore(settings, parties=3)
-    data = ImageService(settings, store).deliver(_prepared(settings, 3), _result(3))
+    data = deliver(_prepared(settings, 3), _result(3), store=store, settings=settings, job_id="j")
     assert len({i["image_key"] for i in data["images"]}) == 3
     assert store.calls == [len(PNG)] * 3 and store.removed == []
 
@@ -172,7 +173,7 @@ def test_several_images_are_uploaded_in_parallel(settings):
 def test_a_failed_parallel_upload_is_a_502_after_every_upload_ended_and_removes_all(settings):
     store = BarrierStore(settings, parties=2, fail_index=1)
     with pytest.raises(StorageError) as caught:
-        ImageService(settings, store).deliver(_prepared(settings, 2), _result(2))
+        deliver(_prepared(settings, 2), _result(2), store=store, settings=settings, job_id="j")
     assert caught.value.status == 502 and len(store.calls) == 2
     assert len(store.removed) == 2  # all or none: the stored one goes too
 

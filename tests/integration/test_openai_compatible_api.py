@@ -11,12 +11,17 @@ import logging
 import pytest
 from PIL import Image
 
-from image_service.job_runners import LocalJobRunner
-from image_service.openai_compat import RETRY_ATTACHES_TO_THE_JOB
 from image_service.registry import model_catalog, resolve_model
 from image_service.service import ImageService
 from image_service.storage import ImageStore
-from tests.conftest import PROVIDER_KEYS, RecordingJobRunner, http_event, image_bytes
+from local.job_runner import LocalJobRunner
+from tests.conftest import (
+    PROVIDER_KEYS,
+    RecordingJobRunner,
+    http_event,
+    image_bytes,
+    pipeline_for,
+)
 from tests.openai_schemas import assert_openai_schema
 from tests.unit.test_openai_compat import form
 
@@ -62,7 +67,7 @@ def stored_keys(s3) -> list[str]:
 # --- generations -----------------------------------------------------------------------------
 
 
-def test_generate_answers_base64_by_default_and_stores_nothing(generation, lambda_context, s3):
+def test_generate_answers_base64_by_default_and_stores_no_asset(generation, lambda_context, s3):
     answer = ok(*post(generation, lambda_context, model="openai", size="1024x1536")[:2])
 
     image = Image.open(io.BytesIO(base64.b64decode(answer["data"][0]["b64_json"])))
@@ -70,7 +75,8 @@ def test_generate_answers_base64_by_default_and_stores_nothing(generation, lambd
     assert (answer["provider"], answer["model"]) == ("openai", resolve_model("openai").spec.id)
     assert answer["size"] == "1024x1536" and answer["output_format"] == "png"
     assert answer["usage"]["output_tokens"] > 0 and answer["cost_usd"] > 0
-    assert stored_keys(s3) == []
+    # Nothing among the customer's assets; only the job's transient copy (docs/jobs.md).
+    assert [k for k in stored_keys(s3) if not k.startswith("jobs/")] == []
 
 
 def test_url_on_another_provider_stores_the_image_under_the_tokens_customer(
@@ -323,14 +329,13 @@ def fast_settings(settings):
 
 
 def test_a_job_that_finishes_within_the_request_answers_its_image(
-    generation, lambda_context, flux_tasks, fast_settings
+    generation, lambda_context, fast_settings
 ):
-    runner = LocalJobRunner(flux_tasks)
+    runner = LocalJobRunner(pipeline_for(fast_settings), background=False)
     generation.use(ImageService(fast_settings, ImageStore(fast_settings), job_runner=runner))
 
     answer = ok(*post(generation, lambda_context, model="flux", prompt="A fox [polls=1]")[:2])
 
-    assert runner.join(10)
     assert answer["provider"] == "flux" and len(answer["job_id"]) == 32
     image = Image.open(io.BytesIO(base64.b64decode(answer["data"][0]["b64_json"])))
     assert image.format == "JPEG"
@@ -339,13 +344,62 @@ def test_a_job_that_finishes_within_the_request_answers_its_image(
 def test_a_job_still_running_at_the_end_of_the_request_is_a_retryable_503(
     generation, lambda_context, fast_settings
 ):
-    short = fast_settings.model_copy(update={"provider_timeout_seconds": 0.05})
+    short = fast_settings.model_copy(update={"job_wait_seconds": 0.05})
     runner = RecordingJobRunner()  # the job is recorded but never runs: it stays pending
     generation.use(ImageService(short, ImageStore(short), job_runner=runner))
 
     body, headers = error(post(generation, lambda_context, model="flux"), 503, "job_pending")
 
     assert headers["Retry-After"] == "1"
-    assert headers["x-should-retry"] == ("true" if RETRY_ATTACHES_TO_THE_JOB else "false")
+    assert headers["x-should-retry"] == "true"  # a retry attaches to this job: no second charge
     assert body["job_id"] == runner.started[0]["job_id"]
     assert body["type"] == "server_error"
+
+
+class DeferredJobRunner(RecordingJobRunner):
+    """Records the jobs it is asked to start; ``run_all`` then runs them to the end."""
+
+    def __init__(self, pipeline) -> None:
+        super().__init__()
+        self.local = LocalJobRunner(pipeline, background=False)
+
+    def run_all(self) -> None:
+        for execution_input in self.started:
+            self.local.start(execution_input)
+
+
+def test_an_identical_retry_attaches_to_the_running_job_until_its_answer_is_delivered(
+    generation, lambda_context, fast_settings
+):
+    short = fast_settings.model_copy(update={"job_wait_seconds": 0.05})
+    runner = DeferredJobRunner(pipeline_for(short))
+    generation.use(ImageService(short, ImageStore(short), job_runner=runner))
+    body = {"model": "gpt-image-2", "prompt": "A heron in the reeds", "quality": "high"}
+
+    first, _ = error(post(generation, lambda_context, **body), 503, "job_pending")
+    again, _ = error(post(generation, lambda_context, **body), 503, "job_pending")
+    assert again["job_id"] == first["job_id"] and len(runner.started) == 1  # attached
+
+    runner.run_all()  # the job ends; the SDK's next retry fetches its image
+    delivered = ok(*post(generation, lambda_context, **body)[:2])
+    assert delivered["job_id"] == first["job_id"] and len(runner.started) == 1
+
+    # Delivered: the same request once more is a new image, not a replay of the old one.
+    error(post(generation, lambda_context, **body), 503, "job_pending")
+    assert len(runner.started) == 2 and runner.started[1]["job_id"] != first["job_id"]
+
+
+def test_an_idempotency_key_reused_with_another_body_is_a_422(
+    generation, lambda_context, fast_settings
+):
+    short = fast_settings.model_copy(update={"job_wait_seconds": 0.05})
+    generation.use(ImageService(short, ImageStore(short), job_runner=RecordingJobRunner()))
+
+    def keyed(prompt: str) -> dict:
+        event = http_event(path="/v1/images/generations", body={"prompt": prompt})
+        event["headers"]["idempotency-key"] = "k-1"
+        return event
+
+    error(call(generation, keyed("One"), lambda_context), 503, "job_pending")
+    body, _ = error(call(generation, keyed("Two"), lambda_context), 422, "idempotency_key_reused")
+    assert "different request body" in body["message"]

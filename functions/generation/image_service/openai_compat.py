@@ -466,14 +466,22 @@ class OpenAIImages:
         self.service = service
         self.clock = clock
 
-    def generate(self, payload: Any, *, caller: Caller) -> dict:
-        return self._run(self._map(parse_openai_request(payload), caller, None), caller)
+    def generate(self, payload: Any, *, caller: Caller, idempotency_key: str | None = None) -> dict:
+        call = self._map(parse_openai_request(payload), caller, None)
+        return self._run(call, caller, idempotency_key)
 
-    def edit(self, body: bytes, content_type: str, *, caller: Caller) -> dict:
+    def edit(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        caller: Caller,
+        idempotency_key: str | None = None,
+    ) -> dict:
         openai, inputs = parse_edit_request(
             body, content_type, max_part_bytes=self.service.settings.max_input_image_bytes
         )
-        return self._run(self._map(openai, caller, inputs), caller)
+        return self._run(self._map(openai, caller, inputs), caller, idempotency_key)
 
     def models(self) -> dict:
         return model_list(self._catalog())
