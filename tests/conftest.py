@@ -4,6 +4,7 @@ provider emulators behind the real httpx client, and API Gateway v2 event builde
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import threading
@@ -22,6 +23,8 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "image-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # The service's date (model lifecycle): pinned, so no test depends on the calendar.
+        "CATALOG_DATE": "2026-11-30",
     }
 )
 for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
@@ -45,6 +48,7 @@ os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
 )
 
 TEST_BUCKET = "test-images"
+TEST_DATE = datetime.date(2026, 11, 30)  # the emulators' (the providers') date, as CATALOG_DATE
 PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
 
 
@@ -62,7 +66,7 @@ def s3():
 @pytest.fixture
 def emulators(monkeypatch):
     """Every provider emulator, reached through the service's real httpx client."""
-    started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
+    started = {provider: cls(clock=lambda: TEST_DATE) for provider, (_, cls) in EMULATORS.items()}
     for provider, (prefix, _) in EMULATORS.items():
         monkeypatch.setenv(f"{prefix}_BASE_URL", in_process_base_url(provider))
         monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
@@ -230,7 +234,7 @@ def emulator_over_http(monkeypatch):
 
     def serve(provider: str):
         prefix, emulator_class = EMULATORS[provider]
-        emulator = emulator_class()
+        emulator = emulator_class(clock=lambda: TEST_DATE)
         servers.append(emulator.serve())
         monkeypatch.setenv(f"{prefix}_BASE_URL", emulator.base_url + BASE_PATHS[provider])
         monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])

@@ -31,7 +31,6 @@ from image_common.settings import get_settings
 from image_service.jobs import final_answer, is_job_accepted
 from image_service.models import parse_request
 from image_service.openai_compat import OpenAIImages, error_response
-from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
 from image_service.storage import ImageStore
 from image_service.tool import ImageGenerationService
@@ -102,7 +101,7 @@ def get_usage() -> Response:
 @app.get("/image/models")
 def list_models() -> Response:
     caller_from_authorizer(app.current_event.raw_event)  # behind the JWT authorizer, like generate
-    catalog = model_catalog(enabled_retired=settings.retired_models_enabled)
+    catalog = image_service().model_catalog()
     return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 

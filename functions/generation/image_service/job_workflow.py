@@ -27,6 +27,7 @@ from image_common.errors import (
     ProviderTimeout,
     sanitize_message,
 )
+from image_service.catalog import current_catalog
 from image_service.providers.base import (
     GeneratedImage,
     GenerationSettings,
@@ -34,7 +35,6 @@ from image_service.providers.base import (
     ProviderResult,
     SettingWarning,
 )
-from image_service.registry import MODELS
 from image_service.telemetry import record_provider_call
 from image_service.usage import Charge
 
@@ -236,7 +236,7 @@ class JobWorkflow:
         from image_service.service import PreparedGeneration
 
         job_input = self.jobs.read_input(record.customer_id, record.job_id)
-        model = MODELS[job_input["model"]]
+        model = current_catalog().model(job_input["model"])
         request = ImageGenerationRequest.model_validate(job_input["request"])
         settings = GenerationSettings(**job_input["settings"])
         warnings = [SettingWarning(**w) for w in job_input.get("warnings", [])]

@@ -6,6 +6,7 @@ and storage; it knows nothing of API Gateway, Lambda events or HTTP status codes
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from image_common.errors import Forbidden, NotFound, PayloadTooLarge, ProviderTimeout
 from image_common.settings import MiB, ServiceSettings
+from image_service import catalog as catalogs
 from image_service.inputs import load_input_image
 from image_service.job_runners import job_runner_for
 from image_service.jobs import (
@@ -35,7 +37,7 @@ from image_service.providers.base import (
     ProviderResult,
     SettingWarning,
 )
-from image_service.registry import ModelSpec, ResolvedModel, resolve_model
+from image_service.registry import Catalog, ModelSpec, ResolvedModel
 from image_service.storage import ImageStore, StoredImage, prompt_hash
 from image_service.telemetry import record_provider_call
 from image_service.usage import Charge, Limits, UsageLedger
@@ -82,8 +84,12 @@ class ImageService:
         job_runner: JobRunner | None = None,
         usage: UsageLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        catalog: Callable[[], Catalog] = catalogs.current_catalog,
+        today: Callable[[], datetime.date] = catalogs.today,
     ) -> None:
         self.settings = settings
+        self.catalog = catalog  # the catalog in force (shipped file + ops overlay)
+        self.today = today  # the clock that decides which models are shut down
         self.store = store
         self.provider_for = provider_for
         self.clock = clock  # seconds, for a request's deadline; tests move it by hand
@@ -114,9 +120,7 @@ class ImageService:
         """Resolve, fit and load the inputs. ``timeout_seconds`` is the whole request's time:
         what fetching input images uses, the provider call does not get again."""
         deadline = self.clock() + timeout_seconds
-        resolved = resolve_model(
-            request.image.model, enabled_retired=self.settings.retired_models_enabled
-        )
+        resolved = self.resolve_model(request.image.model)
         settings, warnings = normalize_settings(request.prompt, request.image, resolved.spec)
         warnings = _retirement_warnings(resolved) + warnings
         image = request.image
@@ -138,6 +142,17 @@ class ImageService:
             timeout_seconds=remaining,
         )
         return PreparedGeneration(request, resolved.spec, provider_request, warnings)
+
+    def resolve_model(self, requested: str | None) -> ResolvedModel:
+        return self.catalog().resolve(
+            requested, today=self.today(), enabled_retired=self.settings.retired_models_enabled
+        )
+
+    def model_catalog(self) -> dict[str, Any]:
+        """``GET /image/models``: every model and alias, with its status today."""
+        return self.catalog().describe(
+            self.today(), enabled_retired=self.settings.retired_models_enabled
+        )
 
     def _load_inputs(self, customer_id: int, references: list[tuple[str, str]], deadline: float):
         """Each input image within the request's time, checked against its total size budget."""
@@ -208,8 +223,8 @@ class ImageService:
         if self.usage is None:
             return None
         settings = prepared.provider_request.settings
-        estimate = prepared.model.pricing.per_image(
-            quality=settings.quality or "auto", size=settings.size
+        estimate = prepared.model.pricing.image_price(
+            quality=settings.quality or "auto", size=settings.size, resolution=settings.resolution
         )
         return self.usage.admit(
             prepared.request.customer_id,
@@ -361,16 +376,7 @@ def _delivered(item: GeneratedImage, stored: StoredImage | None) -> dict[str, An
 
 
 def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
-    if resolved.retired is None:
-        return []
-    note = resolved.retired.retired_note or f"{resolved.retired.id} is retired"
-    return [
-        SettingWarning(
-            "model-retired",
-            "model",
-            f"{note}; the request was served by its successor, {resolved.spec.id}.",
-        )
-    ]
+    return [SettingWarning(kind, "model", message) for kind, message in resolved.lifecycle_notes()]
 
 
 def _batches(request: ProviderRequest) -> list[ProviderRequest]:
@@ -424,6 +430,8 @@ def _cost(
     """The provider's own figure when it gives one, else the registry's price, else None."""
     if result.cost_usd is not None:
         return result.cost_usd
-    price = model.pricing.per_image(quality=settings.quality or "auto", size=settings.size)
+    price = model.pricing.image_price(
+        quality=settings.quality or "auto", size=settings.size, resolution=settings.resolution
+    )
     count = len(result.images) if count is None else count
     return None if price is None else round(price * count, 6)
