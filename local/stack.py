@@ -8,6 +8,7 @@ settings at import, as on a Lambda cold start) and puts everything back on ``sto
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import logging
 import os
@@ -74,8 +75,11 @@ class ProviderRoute:
 class LocalStack:
     """Start with ``start()`` (or ``with LocalStack() as stack:``); ``base_url`` is the API."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, today: datetime.date | None = None) -> None:
         self.port = int(os.environ.get("PORT", DEFAULT_PORT)) if port is None else port
+        # The stack's calendar: the service (CATALOG_DATE) and every emulator share it, so a
+        # model's shutdown date means the same day to both. None: CATALOG_DATE, else today.
+        self.today = today
         self.base_url = ""
         self.s3_endpoint = ""
         self.s3_in_process = False  # moto's server, started by this stack
@@ -193,6 +197,8 @@ class LocalStack:
         env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
         env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ImageService")
         env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        if self.today is not None:
+            env["CATALOG_DATE"] = self.today.isoformat()
         if not any(env.get(name) for name in ("JWT_SECRET", "JWT_SECRET_ARN", "JWT_JWKS_URL")):
             env["JWT_SECRET"] = DEV_JWT_SECRET
         self.bucket = env["IMAGE_BUCKET"]
@@ -242,7 +248,7 @@ class LocalStack:
         for provider, prefix in prefixes.items():
             key, base_url = env.get(f"{prefix}_API_KEY"), env.get(f"{prefix}_BASE_URL")
             if provider in EMULATORS and not key and not base_url:
-                emulator = EMULATORS[provider][1]()
+                emulator = EMULATORS[provider][1](clock=self._clock())
                 self._emulator_servers.append(emulator.serve(HOST, 0))
                 self.emulators[provider] = emulator
                 env[f"{prefix}_BASE_URL"] = emulator.base_url + BASE_PATHS.get(provider, "")
@@ -270,6 +276,12 @@ class LocalStack:
         os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
             sorted(origins | {o.strip() for o in configured.split(",") if o.strip()})
         )
+
+    def _clock(self):
+        """The emulators' date: the service's pinned CATALOG_DATE, else UTC today."""
+        from image_service.catalog import CatalogSettings
+
+        return CatalogSettings.from_environ(os.environ).clock()
 
     def _load_handlers(self) -> tuple[ModuleType, ModuleType]:
         self._reset_cached_clients()
@@ -318,9 +330,11 @@ class LocalStack:
         first). The generation module read its settings at import: reloaded when they differ,
         forgotten when this environment has none (the next import then says what is wrong)."""
         from image_common.settings import get_settings
-        from image_service import http, storage, usage
+        from image_service import catalog, http, storage, usage
 
         get_settings.cache_clear()
+        catalog.catalog_settings.cache_clear()
+        catalog.catalog_source.cache_clear()
         storage.get_s3_client.cache_clear()
         usage.get_dynamodb_client.cache_clear()
         http.set_http_client(None)

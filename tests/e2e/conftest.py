@@ -7,6 +7,7 @@ of that back — as soon as the last e2e test has run, before any other suite's 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from local.emulators import EMULATORS
 from local.stack import LocalStack
 from local.token import mint_token
 
+E2E_DATE = datetime.date(2026, 11, 30)  # the stack's calendar: service and emulators
 E2E_JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # HS256: at least 32 bytes
 
 
@@ -71,7 +73,7 @@ def local_stack() -> Iterator[RunningStack]:
         for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL"):
             env.delenv(name, raising=False)
         env.setenv("JWT_SECRET", E2E_JWT_SECRET)
-        stack = LocalStack(port=0).start()
+        stack = LocalStack(port=0, today=E2E_DATE).start()
         try:
             yield RunningStack(stack=stack, base_url=stack.base_url)
         finally:
