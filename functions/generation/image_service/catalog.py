@@ -35,6 +35,11 @@ from aws_lambda_powertools import Logger
 from image_service.registry import SHIPPED_CATALOG, Catalog, parse_catalog, shipped_document
 
 OVERLAY_MAX_AGE_SECONDS = 300
+# What CatalogSettings reads from the environment.
+ENVIRONMENT_VARIABLES = frozenset(
+    {"CATALOG_OVERLAY_PARAMETER", "CATALOG_OVERLAY_FILE", "CATALOG_OVERLAY_MAX_AGE_SECONDS",
+     "CATALOG_DATE"}
+)  # fmt: skip
 OVERLAY_KEYS = frozenset({"$comment", "default_model", "aliases", "models"})
 logger = Logger(child=True)
 
