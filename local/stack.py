@@ -239,29 +239,28 @@ class LocalStack:
         return f"http://{host}:{port}"
 
     def _start_emulators(self) -> None:
-        from image_common.credentials import PROVIDER_ENDPOINTS
-        from local.emulators import BASE_PATHS, EMULATORS
+        from image_common.provider_identity import PROVIDERS
+        from local.emulators import EMULATORS, served_base_url
 
         env = os.environ
-        prefixes = {p: prefix for p, (prefix, _) in PROVIDER_ENDPOINTS.items()}
-        prefixes |= {p: prefix for p, (prefix, _) in EMULATORS.items()}
-        for provider, prefix in prefixes.items():
-            key, base_url = env.get(f"{prefix}_API_KEY"), env.get(f"{prefix}_BASE_URL")
+        for provider, identity in PROVIDERS.items():
+            key_variable, url_variable = identity.api_key_variable, identity.base_url_variable
+            key, base_url = env.get(key_variable), env.get(url_variable)
             if provider in EMULATORS and not key and not base_url:
-                emulator = EMULATORS[provider][1](clock=self._clock())
+                emulator = EMULATORS[provider](clock=self._clock())
                 self._emulator_servers.append(emulator.serve(HOST, 0))
                 self.emulators[provider] = emulator
-                env[f"{prefix}_BASE_URL"] = emulator.base_url + BASE_PATHS.get(provider, "")
-                env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                env[url_variable] = served_base_url(emulator)
+                env[key_variable] = EMULATOR_API_KEY
                 target = "emulator"
             elif base_url:
                 if not key:
-                    env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                    env[key_variable] = EMULATOR_API_KEY
                 target = "base-url"
             else:
                 target = "real-api" if key else "not-configured"
             self.providers.append(
-                ProviderRoute(provider, prefix, target, env.get(f"{prefix}_BASE_URL"))
+                ProviderRoute(provider, identity.env_prefix, target, env.get(url_variable))
             )
 
     def _trust_local_origins(self) -> None:

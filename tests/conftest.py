@@ -33,13 +33,18 @@ for _name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from image_common.credentials import PROVIDER_ENDPOINTS  # noqa: E402
+from image_common.provider_identity import PROVIDERS  # noqa: E402
 from image_common.settings import get_settings, url_origin  # noqa: E402
 from image_service import http as service_http  # noqa: E402
 from image_service import storage  # noqa: E402
 from image_service.service import ImageService  # noqa: E402
 from image_service.storage import ImageStore  # noqa: E402
-from local.emulators import BASE_PATHS, EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+from local.emulators import (  # noqa: E402
+    EMULATORS,
+    EmulatorRouter,
+    in_process_base_url,
+    served_base_url,
+)
 
 # Only the in-process emulators' origins skip the URL guard (their result URLs are fetched);
 # every other URL goes through it as in AWS. Set before any test reads the settings.
@@ -49,7 +54,7 @@ os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
 
 TEST_BUCKET = "test-images"
 TEST_DATE = datetime.date(2026, 11, 30)  # the emulators' (the providers') date, as CATALOG_DATE
-PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
+PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDERS}
 
 
 @pytest.fixture
@@ -66,10 +71,10 @@ def s3():
 @pytest.fixture
 def emulators(monkeypatch):
     """Every provider emulator, reached through the service's real httpx client."""
-    started = {provider: cls(clock=lambda: TEST_DATE) for provider, (_, cls) in EMULATORS.items()}
-    for provider, (prefix, _) in EMULATORS.items():
-        monkeypatch.setenv(f"{prefix}_BASE_URL", in_process_base_url(provider))
-        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+    started = {provider: cls(clock=lambda: TEST_DATE) for provider, cls in EMULATORS.items()}
+    for provider in EMULATORS:
+        monkeypatch.setenv(PROVIDERS[provider].base_url_variable, in_process_base_url(provider))
+        monkeypatch.setenv(PROVIDERS[provider].api_key_variable, PROVIDER_KEYS[provider])
     service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
     yield started
     service_http.set_http_client(None)
@@ -233,11 +238,10 @@ def emulator_over_http(monkeypatch):
     servers = []
 
     def serve(provider: str):
-        prefix, emulator_class = EMULATORS[provider]
-        emulator = emulator_class(clock=lambda: TEST_DATE)
+        emulator = EMULATORS[provider](clock=lambda: TEST_DATE)
         servers.append(emulator.serve())
-        monkeypatch.setenv(f"{prefix}_BASE_URL", emulator.base_url + BASE_PATHS[provider])
-        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+        monkeypatch.setenv(PROVIDERS[provider].base_url_variable, served_base_url(emulator))
+        monkeypatch.setenv(PROVIDERS[provider].api_key_variable, PROVIDER_KEYS[provider])
         # As the local stack does: the emulator's origin (loopback, http) is exempt from the
         # URL guard, so its result URLs can be fetched.
         trusted = os.environ.get("TRUSTED_URL_ORIGINS", "")

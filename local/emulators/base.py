@@ -134,7 +134,8 @@ class Emulator:
     """Base class: records requests, dispatches to ``route``, serves in-process or over HTTP."""
 
     name = "emulator"
-    provider = ""  # the service's provider name: which lifecycle table applies
+    provider = ""  # the service's provider name: its identity record, its lifecycle table
+    base_path = ""  # what the provider's base URL carries after the host (OpenAI "/v1")
     slow_seconds = 2.0
 
     def __init__(self, clock: Clock | None = None) -> None:

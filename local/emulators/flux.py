@@ -169,10 +169,10 @@ class FluxEmulator(Emulator):
 
         # The image has the size asked for (or, for ratio-only models, the ratio's shape at
         # about 1 MP), as BFL's does: a client that fits sizes wrongly sees it in the bytes.
-        if "width" in FIELDS[model]:
-            width, height = int(body.get("width", 1024)), int(body.get("height", 768))
         if model in FLUX_2:
             width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
+        elif "width" in FIELDS[model]:
+            width, height = int(body.get("width", 1024)), int(body.get("height", 768))
         else:
             width, height = ratio_size(body.get("aspect_ratio") or "1:1", long_side=1024)
         match = _POLLS.search(prompt)

@@ -91,11 +91,12 @@ def _invalid(message: str) -> EmulatorResponse:
 class GeminiEmulator(Emulator):
     name = "gemini"
     provider = "google"
+    base_path = "/v1beta"
 
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1beta/models``: what a test may plant in or withdraw from."""
-        return ModelListing(GEMINI_LISTED)
+        return ModelListing(GEMINI_LISTED, today=lambda: self.clock())
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
         if request.method == "GET" and request.path == "/v1beta/models":

@@ -63,6 +63,7 @@ def _error(
 class OpenAIEmulator(Emulator):
     name = "openai"
     provider = "openai"
+    base_path = "/v1"
 
     def __init__(self, clock: Clock | None = None) -> None:
         super().__init__(clock)
@@ -94,7 +95,9 @@ class OpenAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/models``: what a test may plant in or withdraw from."""
-        return ModelListing(OPENAI_LISTED, publishes_shutdown_dates=True)
+        return ModelListing(
+            OPENAI_LISTED, today=lambda: self.clock(), publishes_shutdown_dates=True
+        )
 
     def _edit(self, request: EmulatorRequest) -> EmulatorResponse:
         fields, images, mask = {}, [], None

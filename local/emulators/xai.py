@@ -82,6 +82,7 @@ def _error(
 class XAIEmulator(Emulator):
     name = "xai"
     provider = "xai"
+    base_path = "/v1"
 
     def __init__(self, clock: Clock | None = None) -> None:
         super().__init__(clock)
@@ -127,7 +128,7 @@ class XAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/image-generation-models``: what a test may plant in or withdraw from."""
-        return ModelListing(XAI_LISTED)
+        return ModelListing(XAI_LISTED, today=lambda: self.clock())
 
     def _generate(self, body: dict) -> EmulatorResponse:
         prompt = body["prompt"]

@@ -15,8 +15,7 @@ import boto3
 import httpx
 import pytest
 
-from image_common.credentials import PROVIDER_ENDPOINTS
-from local.emulators import EMULATORS
+from image_common.provider_identity import PROVIDERS
 from local.stack import LocalStack
 from local.token import mint_token
 
@@ -56,15 +55,13 @@ class RunningStack:
 def local_stack() -> Iterator[RunningStack]:
     """The stack on a free port, as on a fresh machine: no provider keys, no AWS endpoint."""
     with pytest.MonkeyPatch.context() as env:
-        prefixes = {prefix for prefix, _ in PROVIDER_ENDPOINTS.values()}
-        prefixes |= {prefix for prefix, _ in EMULATORS.values()}
-        for prefix in prefixes:
-            env.delenv(f"{prefix}_API_KEY", raising=False)
-            env.delenv(f"{prefix}_BASE_URL", raising=False)
+        for identity in PROVIDERS.values():
+            env.delenv(identity.api_key_variable, raising=False)
+            env.delenv(identity.base_url_variable, raising=False)
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "USAGE_TABLE"):
             env.delenv(name, raising=False)
-        for prefix in prefixes:
-            env.delenv(f"{prefix}_API_KEY_SECRET_ARN", raising=False)
+        for identity in PROVIDERS.values():
+            env.delenv(identity.secret_arn_variable, raising=False)
         # Generous defaults: the suite sends many requests as customer 1 within a minute; the
         # limit tests give their own customers tight limits (an item in the usage table).
         env.setenv("RATE_LIMIT_PER_MINUTE", "100000")
