@@ -201,7 +201,6 @@ class ServiceFunctions(Construct):
                 write_prefixes=(JOBS_PREFIX,),
                 reads_provider_keys=(FLUX,),
                 usage_actions=SETTLES_USAGE,
-                reads_catalog=True,  # the job's model spec comes from the catalog in force
                 environment=service_env,
             ),
             "poll": _Spec(
@@ -214,7 +213,6 @@ class ServiceFunctions(Construct):
                 write_prefixes=(JOBS_PREFIX,),
                 reads_provider_keys=(FLUX,),
                 usage_actions=SETTLES_USAGE,
-                reads_catalog=True,  # the job's model spec comes from the catalog in force
                 environment=service_env,
             ),
             "store": _Spec(
@@ -228,7 +226,7 @@ class ServiceFunctions(Construct):
                 delete_prefixes=(IMAGES_PREFIX,),
                 presign_prefixes=(IMAGES_PREFIX,),  # the finished job's image URL
                 usage_actions=SETTLES_USAGE,
-                reads_catalog=True,
+                reads_catalog=True,  # the job's model spec, from the catalog in force
                 environment=service_env,  # downloads the result URL: no key
             ),
             "record_failure": _Spec(
@@ -240,7 +238,6 @@ class ServiceFunctions(Construct):
                 read_prefixes=(JOBS_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
                 usage_actions=SETTLES_USAGE,
-                reads_catalog=True,  # the job's model spec comes from the catalog in force
                 environment=service_env,
             ),
         }
