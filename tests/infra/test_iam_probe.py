@@ -250,8 +250,8 @@ def probe(dev, monkeypatch):
     and ``run(handler)`` that sets that function's environment and clears per-container caches."""
     from aws_lambda_powertools.utilities.parameters import base as parameters
 
+    from image_service import catalog, job_runners, storage, usage
     from image_service import http as service_http
-    from image_service import job_runners, storage, usage
 
     recorder = Recorder()
     create_client = botocore.session.Session.create_client
@@ -308,6 +308,8 @@ def probe(dev, monkeypatch):
             for cache in (storage.get_s3_client, usage.get_dynamodb_client):
                 cache.cache_clear()
             job_runners.get_sfn_client.cache_clear()
+            catalog.catalog_settings.cache_clear()  # the function's own overlay parameter
+            catalog.catalog_source.cache_clear()
             parameters.DEFAULT_PROVIDERS.clear()
             parameters.clear_caches()
             from image_common.settings import get_settings
@@ -334,6 +336,8 @@ def probe(dev, monkeypatch):
             for cache in (storage.get_s3_client, usage.get_dynamodb_client):
                 cache.cache_clear()
             job_runners.get_sfn_client.cache_clear()
+            catalog.catalog_settings.cache_clear()
+            catalog.catalog_source.cache_clear()
             parameters.DEFAULT_PROVIDERS.clear()
             # Later tests in this process import these handlers: give them back their settings.
             for name in ("generation", "flux_tasks", "authorizer"):
