@@ -11,9 +11,9 @@ import logging
 import pytest
 from PIL import Image
 
+from image_service.catalog import model_catalog, resolve_model
 from image_service.job_runners import LocalJobRunner
 from image_service.openai_compat import RETRY_ATTACHES_TO_THE_JOB
-from image_service.registry import model_catalog, resolve_model
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 from tests.conftest import PROVIDER_KEYS, RecordingJobRunner, http_event, image_bytes

@@ -32,7 +32,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from image_service.registry import SHIPPED_CATALOG, Catalog, parse_catalog, shipped_document
+from image_service.registry import (
+    SHIPPED_CATALOG,
+    Catalog,
+    ResolvedModel,
+    parse_catalog,
+    shipped_document,
+)
 
 OVERLAY_MAX_AGE_SECONDS = 300
 # What CatalogSettings reads from the environment.
@@ -245,3 +251,15 @@ def current_catalog() -> Catalog:
 def today() -> datetime.date:
     """The service's date: UTC today, or the pinned ``CATALOG_DATE`` (local stack, tests)."""
     return catalog_settings().clock()()
+
+
+def resolve_model(
+    requested: str | None, *, enabled_retired: frozenset[str] = frozenset()
+) -> ResolvedModel:
+    """What serves ``requested`` today, in the catalog in force."""
+    return current_catalog().resolve(requested, today=today(), enabled_retired=enabled_retired)
+
+
+def model_catalog(*, enabled_retired: frozenset[str] = frozenset()) -> dict:
+    """Every model and alias with its status today (``GET /image/models``)."""
+    return current_catalog().describe(today(), enabled_retired=enabled_retired)
