@@ -283,6 +283,16 @@ class JobsSettings(_Settings):
     webhook_secret_arn: str | None = Field(default=None, pattern=SECRET_COMPLETE_ARN.pattern)
 
 
+class CatalogSettings(_Settings):
+    """The ops overlay over the shipped model catalog (docs/providers.md): an SSM String
+    parameter the stack names and grants, but does not create (a deploy must never overwrite
+    what ops published)."""
+
+    # None: /{resource_prefix}/catalog-overlay
+    overlay_parameter: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$")
+    overlay_max_age_seconds: int = Field(default=300, ge=0, le=3600)
+
+
 class ModelsCheckSettings(_Settings):
     """The daily comparison of the model catalog with the providers' model lists."""
 
@@ -352,6 +362,7 @@ class StageSettings(_Settings):
     models_check: ModelsCheckSettings = ModelsCheckSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: LimitsSettings = LimitsSettings()
+    catalog: CatalogSettings = CatalogSettings()
     deploy: DeploySettings = DeploySettings()
     edge: EdgeSettings = EdgeSettings()
 
@@ -406,6 +417,10 @@ class StageSettings(_Settings):
     @property
     def resource_prefix(self) -> str:
         return f"{SERVICE_NAME}-{self.name}"
+
+    @property
+    def catalog_overlay_parameter(self) -> str:
+        return self.catalog.overlay_parameter or f"/{self.resource_prefix}/catalog-overlay"
 
 
 def load_stage_settings(context: Mapping[str, Any], stage: str | None = None) -> StageSettings:

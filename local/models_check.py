@@ -71,9 +71,10 @@ def _run(today: datetime.date, warning_days: int, acknowledged: frozenset[str]):
 def _providers(today: datetime.date, *, start_emulators: bool) -> Iterator[set[str]]:
     """Emulators for the providers that publish a list and have no key or base URL of their own;
     the environment and the service's HTTP client are put back afterwards."""
+    from image_common.provider_identity import PROVIDERS
     from image_service import http
     from image_service.upstream_models import MODEL_LIST_READERS
-    from local.emulators import BASE_PATHS, EMULATORS
+    from local.emulators import EMULATORS, served_base_url
     from local.emulators.model_lists import PLANT_VARIABLE, plant_models
 
     saved = dict(os.environ)
@@ -81,15 +82,16 @@ def _providers(today: datetime.date, *, start_emulators: bool) -> Iterator[set[s
     listings = {}
     try:
         for provider in MODEL_LIST_READERS:
-            prefix, emulator_class = EMULATORS[provider]
-            configured = os.environ.get(f"{prefix}_API_KEY") or os.environ.get(f"{prefix}_BASE_URL")
+            identity = PROVIDERS[provider]
+            configured = os.environ.get(identity.api_key_variable) or os.environ.get(
+                identity.base_url_variable
+            )
             if configured or not start_emulators:
                 continue
-            emulator = emulator_class()
-            emulator.model_listing.today = lambda: today
+            emulator = EMULATORS[provider](clock=lambda: today)
             servers.append(emulator.serve(HOST, 0))
-            os.environ[f"{prefix}_BASE_URL"] = emulator.base_url + BASE_PATHS[provider]
-            os.environ[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+            os.environ[identity.base_url_variable] = served_base_url(emulator)
+            os.environ[identity.api_key_variable] = EMULATOR_API_KEY
             listings[provider] = emulator.model_listing
         plant_models(listings, os.environ.get(PLANT_VARIABLE, ""))
         http.set_http_client(None)  # a fresh client for this run

@@ -9,6 +9,7 @@ settings at import, as on a Lambda cold start) and puts everything back on ``sto
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import logging
 import os
@@ -79,8 +80,11 @@ class ProviderRoute:
 class LocalStack:
     """Start with ``start()`` (or ``with LocalStack() as stack:``); ``base_url`` is the API."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, today: datetime.date | None = None) -> None:
         self.port = int(os.environ.get("PORT", DEFAULT_PORT)) if port is None else port
+        # The stack's calendar: the service (CATALOG_DATE) and every emulator share it, so a
+        # model's shutdown date means the same day to both. None: CATALOG_DATE, else today.
+        self.today = today
         self.base_url = ""
         self.s3_endpoint = ""
         self.s3_in_process = False  # moto's server, started by this stack
@@ -212,6 +216,8 @@ class LocalStack:
         env.setdefault("POWERTOOLS_SERVICE_NAME", "image-generation")
         env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ImageService")
         env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        if self.today is not None:
+            env["CATALOG_DATE"] = self.today.isoformat()
         if not any(env.get(name) for name in ("JWT_SECRET", "JWT_SECRET_ARN", "JWT_JWKS_URL")):
             env["JWT_SECRET"] = DEV_JWT_SECRET
         self.bucket = env["IMAGE_BUCKET"]
@@ -254,29 +260,28 @@ class LocalStack:
         return f"http://{host}:{port}"
 
     def _start_emulators(self) -> None:
-        from image_common.credentials import PROVIDER_ENDPOINTS
-        from local.emulators import BASE_PATHS, EMULATORS
+        from image_common.provider_identity import PROVIDERS
+        from local.emulators import EMULATORS, served_base_url
 
         env = os.environ
-        prefixes = {p: prefix for p, (prefix, _) in PROVIDER_ENDPOINTS.items()}
-        prefixes |= {p: prefix for p, (prefix, _) in EMULATORS.items()}
-        for provider, prefix in prefixes.items():
-            key, base_url = env.get(f"{prefix}_API_KEY"), env.get(f"{prefix}_BASE_URL")
+        for provider, identity in PROVIDERS.items():
+            key_variable, url_variable = identity.api_key_variable, identity.base_url_variable
+            key, base_url = env.get(key_variable), env.get(url_variable)
             if provider in EMULATORS and not key and not base_url:
-                emulator = EMULATORS[provider][1]()
+                emulator = EMULATORS[provider](clock=self._clock())
                 self._emulator_servers.append(emulator.serve(HOST, 0))
                 self.emulators[provider] = emulator
-                env[f"{prefix}_BASE_URL"] = emulator.base_url + BASE_PATHS.get(provider, "")
-                env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                env[url_variable] = served_base_url(emulator)
+                env[key_variable] = EMULATOR_API_KEY
                 target = "emulator"
             elif base_url:
                 if not key:
-                    env[f"{prefix}_API_KEY"] = EMULATOR_API_KEY
+                    env[key_variable] = EMULATOR_API_KEY
                 target = "base-url"
             else:
                 target = "real-api" if key else "not-configured"
             self.providers.append(
-                ProviderRoute(provider, prefix, target, env.get(f"{prefix}_BASE_URL"))
+                ProviderRoute(provider, identity.env_prefix, target, env.get(url_variable))
             )
 
     def _trust_local_origins(self) -> None:
@@ -291,6 +296,12 @@ class LocalStack:
         os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
             sorted(origins | {o.strip() for o in configured.split(",") if o.strip()})
         )
+
+    def _clock(self):
+        """The emulators' date: the service's pinned CATALOG_DATE, else UTC today."""
+        from image_service.catalog import CatalogSettings
+
+        return CatalogSettings.from_environ(os.environ).clock()
 
     def _load_handlers(self) -> tuple[ModuleType, ModuleType]:
         self._reset_cached_clients()
@@ -357,9 +368,11 @@ class LocalStack:
         first). The generation module read its settings at import: reloaded when they differ,
         forgotten when this environment has none (the next import then says what is wrong)."""
         from image_common.settings import get_settings
-        from image_service import http, job_store, step_functions, storage, usage
+        from image_service import catalog, http, job_store, step_functions, storage, usage
 
         get_settings.cache_clear()
+        catalog.catalog_settings.cache_clear()
+        catalog.catalog_source.cache_clear()
         storage.get_s3_client.cache_clear()
         usage.get_dynamodb_client.cache_clear()
         job_store.get_dynamodb_client.cache_clear()

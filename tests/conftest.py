@@ -5,6 +5,7 @@ and API Gateway v2 event builders."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import threading
@@ -25,6 +26,8 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "image-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # The service's date (model lifecycle): pinned, so no test depends on the calendar.
+        "CATALOG_DATE": "2026-11-30",
     }
 )
 for _name in (
@@ -39,7 +42,7 @@ for _name in (
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from image_common.credentials import PROVIDER_ENDPOINTS  # noqa: E402
+from image_common.provider_identity import PROVIDERS  # noqa: E402
 from image_common.settings import get_settings, url_origin  # noqa: E402
 from image_service import http as service_http  # noqa: E402
 from image_service import job_store, storage  # noqa: E402
@@ -48,7 +51,12 @@ from image_service.pipeline import JobPipeline  # noqa: E402
 from image_service.providers import get_image_provider  # noqa: E402
 from image_service.service import ImageService  # noqa: E402
 from image_service.storage import ImageStore  # noqa: E402
-from local.emulators import BASE_PATHS, EMULATORS, EmulatorRouter, in_process_base_url  # noqa: E402
+from local.emulators import (  # noqa: E402
+    EMULATORS,
+    EmulatorRouter,
+    in_process_base_url,
+    served_base_url,
+)
 from local.job_runner import LocalJobRunner  # noqa: E402
 
 # Only the in-process emulators' origins skip the URL guard (their result URLs are fetched);
@@ -59,7 +67,8 @@ os.environ["TRUSTED_URL_ORIGINS"] = ",".join(
 
 TEST_BUCKET = "test-images"
 TEST_JOBS_TABLE = "test-jobs"
-PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDER_ENDPOINTS}
+TEST_DATE = datetime.date(2026, 11, 30)  # the emulators' (the providers') date, as CATALOG_DATE
+PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDERS}
 
 
 @pytest.fixture
@@ -86,10 +95,10 @@ def dynamodb(s3):
 @pytest.fixture
 def emulators(monkeypatch):
     """Every provider emulator, reached through the service's real httpx client."""
-    started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
-    for provider, (prefix, _) in EMULATORS.items():
-        monkeypatch.setenv(f"{prefix}_BASE_URL", in_process_base_url(provider))
-        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+    started = {provider: cls(clock=lambda: TEST_DATE) for provider, cls in EMULATORS.items()}
+    for provider in EMULATORS:
+        monkeypatch.setenv(PROVIDERS[provider].base_url_variable, in_process_base_url(provider))
+        monkeypatch.setenv(PROVIDERS[provider].api_key_variable, PROVIDER_KEYS[provider])
     service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
     yield started
     service_http.set_http_client(None)
@@ -286,11 +295,10 @@ def emulator_over_http(monkeypatch):
     servers = []
 
     def serve(provider: str):
-        prefix, emulator_class = EMULATORS[provider]
-        emulator = emulator_class()
+        emulator = EMULATORS[provider](clock=lambda: TEST_DATE)
         servers.append(emulator.serve())
-        monkeypatch.setenv(f"{prefix}_BASE_URL", emulator.base_url + BASE_PATHS[provider])
-        monkeypatch.setenv(f"{prefix}_API_KEY", PROVIDER_KEYS[provider])
+        monkeypatch.setenv(PROVIDERS[provider].base_url_variable, served_base_url(emulator))
+        monkeypatch.setenv(PROVIDERS[provider].api_key_variable, PROVIDER_KEYS[provider])
         # As the local stack does: the emulator's origin (loopback, http) is exempt from the
         # URL guard, so its result URLs can be fetched.
         trusted = os.environ.get("TRUSTED_URL_ORIGINS", "")

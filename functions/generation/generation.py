@@ -36,7 +36,6 @@ from image_service.job_store import MAX_LIST_LIMIT
 from image_service.jobs import DEFAULT_LIST_LIMIT, JobRunner, request_fingerprint
 from image_service.models import parse_request
 from image_service.openai_compat import OpenAIImages, error_response
-from image_service.registry import model_catalog
 from image_service.service import Caller, ImageService
 from image_service.step_functions import StepFunctionsJobRunner
 from image_service.storage import ImageStore
@@ -177,7 +176,7 @@ def get_usage() -> Response:
 @app.get("/image/models")
 def list_models() -> Response:
     caller_from_authorizer(app.current_event.raw_event)  # behind the JWT authorizer, like generate
-    catalog = model_catalog(enabled_retired=settings.retired_models_enabled)
+    catalog = image_service().model_catalog()
     return _json(200, success_envelope(catalog), headers={"Cache-Control": "private, max-age=300"})
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aws_cdk import AssetHashType, Duration, RemovalPolicy
+from aws_cdk import AssetHashType, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -79,6 +79,7 @@ class _Spec:
     reads_webhook_secret: bool = False
     writes_jobs: bool = False  # conditional writes of job records (every job function)
     lists_jobs: bool = False  # the per-customer index (GET /image/jobs)
+    reads_catalog: bool = False  # the model catalog's ops overlay (an SSM parameter)
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -185,6 +186,7 @@ class ServiceFunctions(Construct):
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
                 writes_jobs=True,
                 lists_jobs=True,
+                reads_catalog=True,
                 environment={
                     **service_env,
                     "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
@@ -211,6 +213,7 @@ class ServiceFunctions(Construct):
                 reads_provider_keys=tuple(PROVIDERS),
                 usage_actions=SETTLES_USAGE,
                 writes_jobs=True,
+                reads_catalog=True,  # the job's model spec, from the catalog in force
                 environment=service_env,
             ),
             "poll": _Spec(
@@ -234,6 +237,7 @@ class ServiceFunctions(Construct):
                 delete_prefixes=(IMAGES_PREFIX,),
                 usage_actions=SETTLES_USAGE,
                 writes_jobs=True,  # no provider key: the result URL is fetched without one
+                reads_catalog=True,  # the job's model spec, from the catalog in force
                 environment=service_env,
             ),
             "record_failure": _Spec(
@@ -291,6 +295,7 @@ class ServiceFunctions(Construct):
                 sizing=sizes.models_check,
                 reserved_concurrency=reserved.models_check,
                 reads_provider_keys=MODEL_LIST_PROVIDERS,
+                reads_catalog=True,  # the catalog in force, overlay included, is what drifts
                 environment={
                     "MODELS_CHECK_WARNING_DAYS": str(check.warning_days),
                     "MODELS_CHECK_ACKNOWLEDGED": ",".join(check.acknowledged_models),
@@ -365,6 +370,7 @@ class ServiceFunctions(Construct):
                 **self._powertools_environment(),
                 **spec.environment,
                 **self._provider_key_environment(spec.reads_provider_keys),
+                **(self._catalog_environment() if spec.reads_catalog else {}),
             },
             params_and_secrets=self._secrets_extension(spec),
             recursive_loop=lambda_.RecursiveLoop.TERMINATE,
@@ -394,6 +400,8 @@ class ServiceFunctions(Construct):
             ),
         )
         self._secrets.allow_reading_provider_keys(role, spec.reads_provider_keys)
+        if spec.reads_catalog:
+            self._allow_reading_catalog_overlay(role)
         self._usage.grant(role, spec.usage_actions)
         if spec.reads_jwt_secret:
             self._secrets.allow_reading_jwt_secret(role)
@@ -431,6 +439,24 @@ class ServiceFunctions(Construct):
         if settings.functions.enabled_retired_models:
             env["ENABLED_RETIRED_MODELS"] = ",".join(settings.functions.enabled_retired_models)
         return env
+
+    def _catalog_environment(self) -> dict[str, str]:
+        catalog = self._settings.catalog
+        return {
+            "CATALOG_OVERLAY_PARAMETER": self._settings.catalog_overlay_parameter,
+            "CATALOG_OVERLAY_MAX_AGE_SECONDS": str(catalog.overlay_max_age_seconds),
+        }
+
+    def _allow_reading_catalog_overlay(self, role: iam.Role) -> None:
+        """``ssm:GetParameter`` on the overlay parameter only (a String: no KMS key needed)."""
+        parameter_arn = Stack.of(self).format_arn(
+            service="ssm",
+            resource="parameter",
+            resource_name=self._settings.catalog_overlay_parameter.lstrip("/"),
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[parameter_arn])
+        )
 
     def _provider_key_environment(self, providers: tuple[str, ...]) -> dict[str, str]:
         """Where each provider key the function may read lives — and only those."""

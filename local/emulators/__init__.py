@@ -1,7 +1,10 @@
 """Provider emulators: each speaks one provider's wire protocol and returns real image bytes.
 
-``EMULATORS`` maps the service's provider name to (environment prefix, emulator class); the
-local stack and the tests start one per provider that has no key or base URL of its own.
+``EMULATORS`` maps the service's provider name to its emulator class; the local stack and the
+tests start one per provider that has no key or base URL of its own. Everything else about a
+provider (environment prefix, key and base-URL variables) is its identity record,
+``image_common.provider_identity.PROVIDERS``; the path its base URL carries is the emulator's
+``base_path``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ from local.emulators.openai import OpenAIEmulator
 from local.emulators.stability import StabilityEmulator
 from local.emulators.xai import XAIEmulator
 
-EMULATORS: dict[str, tuple[str, type[Emulator]]] = {
-    "openai": ("OPENAI", OpenAIEmulator),
-    "stability": ("STABILITY", StabilityEmulator),
-    "google": ("GEMINI", GeminiEmulator),
-    "xai": ("XAI", XAIEmulator),
-    "flux": ("BFL", FluxEmulator),
+EMULATORS: dict[str, type[Emulator]] = {
+    emulator.provider: emulator
+    for emulator in (
+        OpenAIEmulator,
+        StabilityEmulator,
+        GeminiEmulator,
+        XAIEmulator,
+        FluxEmulator,
+    )
 }
-
-# The path each provider's base URL carries (``{PREFIX}_BASE_URL`` = emulator URL + this).
-BASE_PATHS = {"openai": "/v1", "stability": "", "flux": "", "google": "/v1beta", "xai": "/v1"}
 
 
 class EmulatorRouter(httpx.MockTransport):
@@ -46,4 +49,9 @@ class EmulatorRouter(httpx.MockTransport):
 
 
 def in_process_base_url(provider: str) -> str:
-    return f"https://{provider}.emulator.test{BASE_PATHS[provider]}"
+    return f"https://{provider}.emulator.test{EMULATORS[provider].base_path}"
+
+
+def served_base_url(emulator: Emulator) -> str:
+    """What ``{PREFIX}_BASE_URL`` is for an emulator serving over HTTP."""
+    return emulator.base_url + emulator.base_path

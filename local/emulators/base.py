@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from PIL import Image, ImageDraw
 
+from local.emulators.lifecycle import Clock, is_shut_down, utc_today
+
 TRIGGERS = ("[moderate]", "[rate-limit]", "[server-error]", "[garbage]", "[slow]")
 PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 REDIRECT_PATH = "/_emulator/redirect"
@@ -136,9 +138,12 @@ class Emulator:
     """Base class: records requests, dispatches to ``route``, serves in-process or over HTTP."""
 
     name = "emulator"
+    provider = ""  # the service's provider name: its identity record, its lifecycle table
+    base_path = ""  # what the provider's base URL carries after the host (OpenAI "/v1")
     slow_seconds = 2.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or utc_today  # the provider's calendar; tests pin it
         self.requests: list[EmulatorRequest] = []
         self.base_url = ""  # set when served over HTTP
         self._lock = threading.Lock()
@@ -156,6 +161,10 @@ class Emulator:
             return self.route(request)
         except (ValueError, KeyError, TypeError) as exc:
             return self.bad_request(f"emulator could not read the request: {exc}")
+
+    def shut_down(self, model: str | None) -> bool:
+        """The provider no longer serves ``model`` on the emulator's date (its own table)."""
+        return bool(model) and is_shut_down(self.provider, str(model), self.clock())
 
     def bad_request(self, message: str) -> EmulatorResponse:
         return EmulatorResponse.json(400, {"error": {"message": message}})

@@ -17,11 +17,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
+import math
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 from local.emulators.base import (
     Emulator,
@@ -30,6 +34,7 @@ from local.emulators.base import (
     ratio_size,
     render_image,
 )
+from local.emulators.lifecycle import Clock
 
 # Credits per image (1 credit = $0.01), as BFL's submit answer reports them in ``cost``.
 CREDITS = {
@@ -50,6 +55,23 @@ FIELDS = {
                                    "input_image_3", "input_image_4"},
 }  # fmt: skip
 FIELDS["flux-kontext-max"] = FIELDS["flux-kontext-pro"]
+# FLUX.2: model → (most input images, credits for the first megapixel, for each further one).
+FLUX_2 = {
+    "flux-2-pro": (8, 3.0, 1.5),
+    "flux-2-max": (8, 7.0, 3.0),
+    "flux-2-flex": (8, 5.0, 5.0),
+    "flux-2-klein-4b": (4, 1.4, 0.1),
+    "flux-2-klein-9b": (4, 1.5, 0.2),
+}
+FLUX_2_MAX_PIXELS = 4 * 1024 * 1024
+FLUX_2_IMAGE_FIELDS = ["input_image"] + [f"input_image_{i}" for i in range(2, 9)]
+for _model, (_inputs, _, _) in FLUX_2.items():
+    FIELDS[_model] = (
+        (_COMMON - {"safety_tolerance"})
+        | {"safety_tolerance", "width", "height"}
+        | set(FLUX_2_IMAGE_FIELDS[:_inputs])
+        | ({"steps", "guidance"} if _model == "flux-2-flex" else set())
+    )
 DEFAULT_FORMAT = {"flux-kontext-pro": "png", "flux-kontext-max": "png"}
 _POLLS = re.compile(r"\[polls=(\d{1,3})\]")
 _OUTCOMES = ("[moderate-output]", "[moderate]", "[error]", "[lost]", "[pending]")
@@ -95,12 +117,13 @@ def _detail(status: int, msg: str, loc: list[Any] | None = None) -> EmulatorResp
 
 class FluxEmulator(Emulator):
     name = "flux"
+    provider = "flux"
     default_polls = 2
     sample_ttl_seconds = 600.0
     polling_prefix = ""  # e.g. "/us1": the polling URL differs from {base}/v1/get_result
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         self.tasks: dict[str, FluxTask] = {}
         self.samples: dict[str, Sample] = {}
         self.key_leaks: list[KeyLeak] = []
@@ -146,7 +169,9 @@ class FluxEmulator(Emulator):
 
         # The image has the size asked for (or, for ratio-only models, the ratio's shape at
         # about 1 MP), as BFL's does: a client that fits sizes wrongly sees it in the bytes.
-        if "width" in FIELDS[model]:
+        if model in FLUX_2:
+            width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
+        elif "width" in FIELDS[model]:
             width, height = int(body.get("width", 1024)), int(body.get("height", 768))
         else:
             width, height = ratio_size(body.get("aspect_ratio") or "1:1", long_side=1024)
@@ -165,9 +190,15 @@ class FluxEmulator(Emulator):
         with self._lock:
             self.tasks[task.id] = task
         polling_url = f"{self.base_url}{self.polling_prefix}/v1/get_result?id={task.id}"
+        input_mp = _input_megapixels(body)
+        output_mp = width * height / 1e6
+        cost = CREDITS.get(model)
+        if model in FLUX_2:  # priced per megapixel, input megapixels included
+            _, first, further = FLUX_2[model]
+            cost = round(first + (max(1, math.ceil(input_mp + output_mp)) - 1) * further, 2)
         return EmulatorResponse.json(
-            200, {"id": task.id, "polling_url": polling_url, "cost": CREDITS[model],
-                  "input_mp": 0.0, "output_mp": round(width * height / 1e6, 2)},
+            200, {"id": task.id, "polling_url": polling_url, "cost": cost,
+                  "input_mp": round(input_mp, 2), "output_mp": round(output_mp, 2)},
         )  # fmt: skip
 
     def _validate(self, model: str, body: dict) -> EmulatorResponse | None:
@@ -176,6 +207,8 @@ class FluxEmulator(Emulator):
             return _detail(422, "Extra inputs are not permitted", ["body", extra[0]])
         if model.startswith("flux-kontext") and not body.get("prompt"):
             return _detail(422, "Field required", ["body", "prompt"])
+        if model in FLUX_2:
+            return self._validate_flux_2(model, body)
         for side in ("width", "height"):
             if side in body:
                 value = body[side]
@@ -199,6 +232,36 @@ class FluxEmulator(Emulator):
             return _detail(422, "Input should be 'jpeg' or 'png'", ["body", "output_format"])
         for name in ("image_prompt", "input_image", "input_image_2", "input_image_3",
                      "input_image_4"):  # fmt: skip
+            value = body.get(name)
+            if value is not None and not str(value).startswith("http"):
+                try:
+                    base64.b64decode(value, validate=True)
+                except ValueError:
+                    return _detail(422, "Invalid base64 image", ["body", name])
+        return None
+
+    def _validate_flux_2(self, model: str, body: dict) -> EmulatorResponse | None:
+        if not body.get("prompt"):
+            return _detail(422, "Field required", ["body", "prompt"])
+        for side in ("width", "height"):
+            value = body.get(side, 1024)
+            if not isinstance(value, int) or value % 16 or value < 64:
+                return _detail(422, "Input should be a multiple of 16, at least 64", ["body", side])
+        if body.get("width", 1024) * body.get("height", 1024) > FLUX_2_MAX_PIXELS:
+            return _detail(422, "The image may have at most 4 megapixels", ["body", "width"])
+        tolerance = body.get("safety_tolerance")
+        if tolerance is not None and (not isinstance(tolerance, int) or not 0 <= tolerance <= 5):
+            return _detail(422, "Input should be between 0 and 5", ["body", "safety_tolerance"])
+        steps, guidance = body.get("steps"), body.get("guidance")
+        if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 50):
+            return _detail(422, "Input should be between 1 and 50", ["body", "steps"])
+        if guidance is not None and not (
+            isinstance(guidance, int | float) and 1.5 <= guidance <= 10
+        ):
+            return _detail(422, "Input should be between 1.5 and 10", ["body", "guidance"])
+        if body.get("output_format") not in (None, "jpeg", "png"):
+            return _detail(422, "Input should be 'jpeg' or 'png'", ["body", "output_format"])
+        for name in FLUX_2_IMAGE_FIELDS:
             value = body.get(name)
             if value is not None and not str(value).startswith("http"):
                 try:
@@ -281,3 +344,14 @@ class FluxEmulator(Emulator):
 
     def polls(self) -> list[EmulatorRequest]:
         return [r for r in self.requests if r.path.endswith("/v1/get_result")]
+
+
+def _input_megapixels(body: dict) -> float:
+    """Megapixels of the base64 input images (BFL bills FLUX.2 inputs too)."""
+    total = 0.0
+    for name in FLUX_2_IMAGE_FIELDS:
+        value = body.get(name)
+        if value and not str(value).startswith("http"):
+            with Image.open(io.BytesIO(base64.b64decode(value))) as picture:
+                total += picture.width * picture.height / 1e6
+    return total

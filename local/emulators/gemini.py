@@ -26,25 +26,32 @@ from local.emulators.base import (
 )
 from local.emulators.model_lists import GEMINI_LISTED, ModelListing, gemini_models_answer
 
-GEMINI_MODELS = {
-    "gemini-2.5-flash-image",
-    "gemini-3-pro-image-preview",
-    "gemini-3.1-flash-image-preview",
-    "gemini-2.0-flash-preview-image-generation",
+ASPECT_RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+EXTREME_RATIOS = {"1:4", "4:1", "1:8", "8:1"}  # gemini-3.1-flash-image only
+IMAGE_SIZES = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+_PRO_SIZES = {"1K", "2K", "4K"}
+# model → (aspect ratios, imageSize values; empty: the field is refused)
+GEMINI_MODELS: dict[str, tuple[set[str], set[str]]] = {
+    "gemini-3.1-flash-image": (ASPECT_RATIOS | EXTREME_RATIOS, set(IMAGE_SIZES)),
+    "gemini-3-pro-image": (ASPECT_RATIOS, _PRO_SIZES),
+    "gemini-nano-banana-2.1": (ASPECT_RATIOS, _PRO_SIZES),
+    "gemini-3.1-flash-lite-image": (ASPECT_RATIOS, set()),
+    "gemini-2.5-flash-image": (ASPECT_RATIOS, set()),
+    "gemini-3-pro-image-preview": (ASPECT_RATIOS, _PRO_SIZES),
+    "gemini-3.1-flash-image-preview": (ASPECT_RATIOS, _PRO_SIZES),
+    "gemini-2.0-flash-preview-image-generation": (ASPECT_RATIOS, set()),
 }
-SIZED_MODELS = {"gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview"}  # imageSize
-THINKING_MODELS = SIZED_MODELS
+SIZED_MODELS = {model for model, (_, sizes) in GEMINI_MODELS.items() if sizes}  # imageSize
+THINKING_MODELS = SIZED_MODELS  # Gemini 3: a thought image before the final one
 IMAGEN_MODELS = {
     "imagen-4.0-generate-001",
     "imagen-4.0-ultra-generate-001",
     "imagen-4.0-fast-generate-001",
     "imagen-3.0-generate-002",
 }
-ASPECT_RATIOS = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
 IMAGEN_ASPECT_RATIOS = {"1:1", "3:4", "4:3", "9:16", "16:9"}
-IMAGE_SIZES = {"1K": 1024, "2K": 2048, "4K": 4096}
 # Image output tokens per image (Google's published figures).
-IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "1K": 1120, "2K": 1120, "4K": 2000}
+IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "512": 560, "1K": 1120, "2K": 1120, "4K": 2000}
 REQUEST_FIELDS = {
     "contents",
     "generationConfig",
@@ -83,11 +90,13 @@ def _invalid(message: str) -> EmulatorResponse:
 
 class GeminiEmulator(Emulator):
     name = "gemini"
+    provider = "google"
+    base_path = "/v1beta"
 
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1beta/models``: what a test may plant in or withdraw from."""
-        return ModelListing(GEMINI_LISTED)
+        return ModelListing(GEMINI_LISTED, today=lambda: self.clock())
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
         if request.method == "GET" and request.path == "/v1beta/models":
@@ -103,7 +112,7 @@ class GeminiEmulator(Emulator):
             return _error(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.")
         model, method = match["model"], match["method"]
         served = GEMINI_MODELS if method == "generateContent" else IMAGEN_MODELS
-        if model not in served:
+        if model not in served or self.shut_down(model):
             return _error(
                 404,
                 "NOT_FOUND",
@@ -186,6 +195,10 @@ class GeminiEmulator(Emulator):
                 ],
                 "usageMetadata": {
                     "promptTokenCount": 12 + 258 * inputs,
+                    "promptTokensDetails": [
+                        {"modality": "TEXT", "tokenCount": 12},
+                        *([{"modality": "IMAGE", "tokenCount": 258 * inputs}] if inputs else []),
+                    ],
                     "candidatesTokenCount": tokens + 5,
                     "totalTokenCount": 12 + 258 * inputs + tokens + 5,
                     "candidatesTokensDetails": [
@@ -273,13 +286,16 @@ def _check_generate_content(model: str, body: dict) -> str | None:
     image_config = config.get("imageConfig", {})
     if set(image_config) - {"aspectRatio", "imageSize"}:
         return "Unknown name in imageConfig (outputMimeType is not supported in the Gemini API)."
-    if "aspectRatio" in image_config and image_config["aspectRatio"] not in ASPECT_RATIOS:
+    ratios, sizes = GEMINI_MODELS[model]
+    if "aspectRatio" in image_config and image_config["aspectRatio"] not in ratios:
         return f"imageConfig.aspectRatio: unsupported value {image_config['aspectRatio']!r}"
     if "imageSize" in image_config:
-        if model not in SIZED_MODELS:
+        if not sizes:
             return f"imageConfig.imageSize is not supported by {model}."
-        if image_config["imageSize"] not in IMAGE_SIZES:
-            return "imageConfig.imageSize must be 1K, 2K or 4K (upper-case K)."
+        if image_config["imageSize"] not in sizes:
+            return (
+                f"imageConfig.imageSize must be one of {', '.join(sorted(sizes))} (upper-case K)."
+            )
     return None
 
 

@@ -8,9 +8,24 @@ import uuid
 from functools import cached_property
 
 from local.emulators.base import Emulator, EmulatorRequest, EmulatorResponse, render_image
+from local.emulators.lifecycle import Clock
 from local.emulators.model_lists import OPENAI_LISTED, ModelListing, openai_models_answer
 
-GPT_IMAGE = {"gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini", "gpt-image-2"}
+GPT_IMAGE_1 = {
+    "gpt-image-1", "gpt-image-1.5", "gpt-image-1.5-2025-12-16", "gpt-image-1-mini",
+    "chatgpt-image-latest",
+}  # fmt: skip
+# The gpt-image-2 generation: free sizes; 2.5/2.6 add xhigh and max, 2.6 adds complexity.
+GPT_IMAGE_2 = {
+    "gpt-image-2": {"low", "medium", "high", "auto"},
+    "gpt-image-2-2026-04-21": {"low", "medium", "high", "auto"},
+    "gpt-image-2.5-flare": {"low", "medium", "high", "xhigh", "max", "auto"},
+    "gpt-image-2.5-sunburst": {"low", "medium", "high", "xhigh", "max", "auto"},
+    "gpt-image-2.6-flare": {"low", "medium", "high", "xhigh", "max", "auto"},
+    "gpt-image-2.6-sunburst": {"low", "medium", "high", "xhigh", "max", "auto"},
+}
+WITH_COMPLEXITY = {"gpt-image-2.6-flare", "gpt-image-2.6-sunburst"}
+GPT_IMAGE = GPT_IMAGE_1 | set(GPT_IMAGE_2)
 SIZES = {
     "gpt-image": {"1024x1024", "1536x1024", "1024x1536", "auto"},
     "dall-e-3": {"1024x1024", "1792x1024", "1024x1792"},
@@ -21,8 +36,12 @@ QUALITIES = {
     "dall-e-3": {"standard", "hd"},
     "dall-e-2": {"standard"},
 }
-# Image output tokens for a square image, by quality (gpt-image-1's published figures).
+# Image output tokens for a square image, by quality (gpt-image-1's published figures; the
+# gpt-image-2 generation's from its per-image prices at $30/M).
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 4160}
+OUTPUT_TOKENS_2 = {"low": 196, "medium": 1756, "high": 7024, "auto": 7024, "xhigh": 9000,
+                   "max": 12000}  # fmt: skip
+IMAGE_INPUT_TOKENS = 323  # per input image
 
 
 def _error(
@@ -43,9 +62,11 @@ def _error(
 
 class OpenAIEmulator(Emulator):
     name = "openai"
+    provider = "openai"
+    base_path = "/v1"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         self.files: dict[str, bytes] = {}  # DALL·E "url" answers, served from here
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
@@ -74,7 +95,9 @@ class OpenAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/models``: what a test may plant in or withdraw from."""
-        return ModelListing(OPENAI_LISTED, publishes_shutdown_dates=True)
+        return ModelListing(
+            OPENAI_LISTED, today=lambda: self.clock(), publishes_shutdown_dates=True
+        )
 
     def _edit(self, request: EmulatorRequest) -> EmulatorResponse:
         fields, images, mask = {}, [], None
@@ -120,16 +143,16 @@ class OpenAIEmulator(Emulator):
             )
         if "n" in fields:
             fields["n"] = int(fields["n"])
-        return self._generate(fields, edit=True)
+        return self._generate(fields, edit=True, input_images=len(images))
 
-    def _generate(self, body: dict, *, edit: bool) -> EmulatorResponse:
+    def _generate(self, body: dict, *, edit: bool, input_images: int = 0) -> EmulatorResponse:
         model = body.get("model", "dall-e-2")
         prompt = body.get("prompt") or ""
         family = "gpt-image" if model in GPT_IMAGE else model
-        if family not in SIZES:
+        if family not in SIZES or self.shut_down(model):
             return _error(
                 404,
-                f"The model '{model}' does not exist.",
+                f"The model `{model}` does not exist or you do not have access to it.",
                 type_="invalid_request_error",
                 code="model_not_found",
             )
@@ -150,9 +173,15 @@ class OpenAIEmulator(Emulator):
                 param="response_format",
             )
         size = body.get("size", "1024x1024")
-        if model == "gpt-image-2":
+        if model in GPT_IMAGE_2:
             w, h = (int(x) for x in size.split("x")) if size != "auto" else (1024, 1024)
-            if w % 16 or h % 16 or max(w, h) > 3840 or max(w / h, h / w) > 3:
+            if (
+                w % 16
+                or h % 16
+                or max(w, h) > 3840
+                or max(w / h, h / w) > 3
+                or not 655_360 <= w * h <= 8_294_400
+            ):
                 return _error(
                     400,
                     f"Invalid size '{size}'.",
@@ -169,7 +198,28 @@ class OpenAIEmulator(Emulator):
                 param="size",
             )
         quality = body.get("quality")
-        if quality is not None and quality not in QUALITIES[family]:
+        qualities = GPT_IMAGE_2.get(model) or QUALITIES[family]
+        for name in ("complexity", "input_fidelity"):
+            if name in body and (
+                (name == "complexity" and model not in WITH_COMPLEXITY)
+                or (name == "input_fidelity" and model in GPT_IMAGE_2)
+            ):
+                return _error(
+                    400,
+                    f"Unknown parameter: '{name}'.",
+                    type_="invalid_request_error",
+                    code="unknown_parameter",
+                    param=name,
+                )
+        if body.get("complexity", "low") not in ("low", "medium", "high"):
+            return _error(
+                400,
+                "Invalid complexity.",
+                type_="invalid_request_error",
+                code="invalid_value",
+                param="complexity",
+            )
+        if quality is not None and quality not in qualities:
             return _error(
                 400,
                 f"Invalid quality '{quality}'.",
@@ -243,16 +293,18 @@ class OpenAIEmulator(Emulator):
         answer: dict = {"created": 1767225600, "data": data}
         if family == "gpt-image":
             scale = (w * h) / (1024 * 1024)
-            tokens = int(OUTPUT_TOKENS[quality or "auto"] * scale) * n
+            per_quality = OUTPUT_TOKENS_2 if model in GPT_IMAGE_2 else OUTPUT_TOKENS
+            tokens = int(per_quality[quality or "auto"] * scale) * n
+            image_tokens = IMAGE_INPUT_TOKENS * input_images
             answer |= {
                 "output_format": fmt,
                 "size": size,
                 "quality": quality or "high",
                 "usage": {
-                    "input_tokens": 50,
+                    "input_tokens": 50 + image_tokens,
                     "output_tokens": tokens,
-                    "total_tokens": tokens + 50,
-                    "input_tokens_details": {"text_tokens": 50, "image_tokens": 0},
+                    "total_tokens": tokens + 50 + image_tokens,
+                    "input_tokens_details": {"text_tokens": 50, "image_tokens": image_tokens},
                 },
             }
         return EmulatorResponse.json(200, answer)

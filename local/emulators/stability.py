@@ -67,6 +67,7 @@ def _error(status: int, name: str, *errors: str, headers=None) -> EmulatorRespon
 
 class StabilityEmulator(Emulator):
     name = "stability"
+    provider = "stability"
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
         prefix = "/v2beta/stable-image/generate/"

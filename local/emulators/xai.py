@@ -22,9 +22,14 @@ from local.emulators.base import (
     ratio_size,
     render_image,
 )
+from local.emulators.lifecycle import Clock
 from local.emulators.model_lists import XAI_LISTED, ModelListing, xai_models_answer
 
-MODELS = {"grok-imagine-image", "grok-imagine-image-quality", "grok-2-image", "grok-2-image-1212"}
+MODELS = {
+    "grok-imagine-image", "grok-imagine-image-2.0", "grok-imagine-image-quality",
+    "grok-imagine-image-pro", "grok-2-image", "grok-2-image-1212",
+}  # fmt: skip
+WITH_QUALITY = {"grok-imagine-image-2.0": {"low", "medium"}}  # only 2.0 takes quality
 LEGACY = {"grok-2-image", "grok-2-image-1212"}  # no aspect_ratio, resolution, quality or edits
 ASPECT_RATIOS = {
     "1:1",
@@ -55,8 +60,12 @@ FIELDS = {
 }
 EDIT_FIELDS = FIELDS | {"image", "images"}
 NOT_SUPPORTED = {"size", "style"}
+# grok-imagine-image-2.0 is priced by quality and resolution.
+TICKS_2_0 = {("low", "1k"): 200_000_000, ("medium", "1k"): 400_000_000,
+             ("low", "2k"): 500_000_000, ("medium", "2k"): 800_000_000}  # fmt: skip
 TICKS_PER_IMAGE = {
     "grok-imagine-image": 200_000_000,
+    "grok-imagine-image-pro": 700_000_000,
     "grok-imagine-image-quality": 700_000_000,
     "grok-2-image": 700_000_000,
     "grok-2-image-1212": 700_000_000,
@@ -72,9 +81,11 @@ def _error(
 
 class XAIEmulator(Emulator):
     name = "xai"
+    provider = "xai"
+    base_path = "/v1"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         self.files: dict[str, bytes] = {}  # temporary "url" answers, served from here
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
@@ -102,6 +113,13 @@ class XAIEmulator(Emulator):
             return _error(400, "Failed to parse the request body as JSON.")
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
+        if self.shut_down(body.get("model")):
+            return _error(
+                404,
+                f"The model {body['model']} does not exist or your team does not have access "
+                "to it.",
+                "Not Found",
+            )
         problem = _validate(body, edit=edit)
         if problem:
             return _error(400 if "does not exist" not in problem else 404, problem)
@@ -110,7 +128,7 @@ class XAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/image-generation-models``: what a test may plant in or withdraw from."""
-        return ModelListing(XAI_LISTED)
+        return ModelListing(XAI_LISTED, today=lambda: self.clock())
 
     def _generate(self, body: dict) -> EmulatorResponse:
         prompt = body["prompt"]
@@ -132,6 +150,9 @@ class XAIEmulator(Emulator):
         n = body.get("n", 1)
         if "[empty]" in prompt:
             return EmulatorResponse.json(200, {"data": [], "usage": {"cost_in_usd_ticks": 0}})
+        if trigger == "[moderate]" and body["model"] == "grok-imagine-image-2.0":
+            answer = {"data": [], "block_reason": "SAFETY_CHECK_FAILED"}
+            return EmulatorResponse.json(200, answer | {"usage": {"cost_in_usd_ticks": 0}})
         if trigger == "[moderate]":
             items = [{"url": "", "respect_moderation": False} for _ in range(n)]
             return EmulatorResponse.json(200, {"data": items, "usage": {"cost_in_usd_ticks": 0}})
@@ -162,9 +183,15 @@ class XAIEmulator(Emulator):
                 item["url"] = (
                     f"{self.base_url or 'https://emulator.invalid'}/xai-imgen/{file_id}.jpeg"
                 )
+            if body["model"] == "grok-imagine-image-2.0":
+                item["mime_type"] = "image/jpeg"
             items.append(item | {"respect_moderation": True})
             delivered += 1
-        ticks = TICKS_PER_IMAGE[body["model"]] * delivered
+        if body["model"] == "grok-imagine-image-2.0":
+            tier = (body.get("quality", "medium"), body.get("resolution", "1k"))
+            ticks = TICKS_2_0[tier] * delivered
+        else:
+            ticks = TICKS_PER_IMAGE[body["model"]] * delivered
         return EmulatorResponse.json(200, {"data": items, "usage": {"cost_in_usd_ticks": ticks}})
 
 
@@ -192,8 +219,11 @@ def _validate(body: dict, *, edit: bool) -> str | None:
         return f"aspect_ratio: unsupported value {body['aspect_ratio']!r}"
     if "resolution" in body and body["resolution"] not in RESOLUTIONS:
         return "resolution: must be 1k or 2k"
-    if "quality" in body and body["quality"] not in ("low", "medium", "high"):
-        return "quality: must be low, medium or high"
+    if "quality" in body:
+        if model not in WITH_QUALITY:
+            return f"Argument not supported on {model}: quality"
+        if body["quality"] not in WITH_QUALITY[model]:
+            return "quality: must be low or medium"
     if edit:
         return _validate_edit_images(body)
     return None

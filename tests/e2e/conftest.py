@@ -7,6 +7,7 @@ of that back — as soon as the last e2e test has run, before any other suite's 
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,13 +16,13 @@ import boto3
 import httpx
 import pytest
 
-from image_common.credentials import PROVIDER_ENDPOINTS
+from image_common.provider_identity import PROVIDERS
 from image_common.settings import get_settings
-from local.emulators import EMULATORS
 from local.stack import LocalStack
 from local.token import mint_token
 from tests.webhook_receiver import WebhookReceiver
 
+E2E_DATE = datetime.date(2026, 11, 30)  # the stack's calendar: service and emulators
 E2E_JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # HS256: at least 32 bytes
 
 
@@ -67,11 +68,9 @@ def local_stack() -> Iterator[RunningStack]:
     webhook receiver on loopback whose origin the stack trusts."""
     receiver = WebhookReceiver().start()
     with pytest.MonkeyPatch.context() as env:
-        prefixes = {prefix for prefix, _ in PROVIDER_ENDPOINTS.values()}
-        prefixes |= {prefix for prefix, _ in EMULATORS.values()}
-        for prefix in prefixes:
-            env.delenv(f"{prefix}_API_KEY", raising=False)
-            env.delenv(f"{prefix}_BASE_URL", raising=False)
+        for identity in PROVIDERS.values():
+            env.delenv(identity.api_key_variable, raising=False)
+            env.delenv(identity.base_url_variable, raising=False)
         for name in (
             "AWS_ENDPOINT_URL_S3",
             "AWS_ENDPOINT_URL_DYNAMODB",
@@ -80,8 +79,8 @@ def local_stack() -> Iterator[RunningStack]:
             "JOBS_TABLE",
         ):
             env.delenv(name, raising=False)
-        for prefix in prefixes:
-            env.delenv(f"{prefix}_API_KEY_SECRET_ARN", raising=False)
+        for identity in PROVIDERS.values():
+            env.delenv(identity.secret_arn_variable, raising=False)
         # Generous defaults: the suite sends many requests as customer 1 within a minute; the
         # limit tests give their own customers tight limits (an item in the usage table).
         env.setenv("RATE_LIMIT_PER_MINUTE", "100000")
@@ -93,7 +92,7 @@ def local_stack() -> Iterator[RunningStack]:
         for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL"):
             env.delenv(name, raising=False)
         env.setenv("JWT_SECRET", E2E_JWT_SECRET)
-        stack = LocalStack(port=0).start()
+        stack = LocalStack(port=0, today=E2E_DATE).start()
         try:
             yield RunningStack(stack=stack, base_url=stack.base_url, receiver=receiver)
         finally:

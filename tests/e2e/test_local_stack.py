@@ -53,7 +53,7 @@ def test_saved_image_url_serves_the_stored_png(api, local_stack):
     body = response.json()
     assert body["success"] is True and body["code"] == 200
     data = body["data"]
-    assert data["provider"] == "openai" and data["model"] == "gpt-image-1"
+    assert data["provider"] == "openai" and data["model"] == "gpt-image-2.5-flare"
     assert data["image_key"].startswith("customers/1/assets/image/")
     # The presigned URL is fetched over HTTP from moto's S3 server, like a browser would.
     image = httpx.get(data["image_url"], timeout=10)
@@ -212,7 +212,7 @@ def test_models_listing_answers_with_a_token(api, local_stack):
     body = response.json()
     assert body["success"] is True
     data = body["data"]
-    assert data["default_model"] == "gpt-image-1"
+    assert data["default_model"] == "gpt-image-2.5-flare"
     providers = {model["provider"] for model in data["models"]}
     assert {"openai", "stability", "google", "xai", "flux"} <= providers
 

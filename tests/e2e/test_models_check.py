@@ -13,7 +13,6 @@ import pytest
 
 from image_common.provider_identity import PROVIDERS
 from local import models_check
-from local.emulators import EMULATORS
 
 ROOT = Path(__file__).parents[2]
 PLANTS = "openai:gpt-image-2@2026-12-10,xai:grok-imagine-image-3"
@@ -22,20 +21,18 @@ PLANTS = "openai:gpt-image-2@2026-12-10,xai:grok-imagine-image-3"
 def _clean_environment() -> dict[str, str]:
     """As on a fresh machine: no provider key or base URL, no secret."""
     env = dict(os.environ)
-    for prefix, _ in EMULATORS.values():
-        env.pop(f"{prefix}_API_KEY", None)
-        env.pop(f"{prefix}_BASE_URL", None)
     for identity in PROVIDERS.values():
+        env.pop(identity.api_key_variable, None)
+        env.pop(identity.base_url_variable, None)
         env.pop(identity.secret_arn_variable, None)
     return env
 
 
 @pytest.fixture
 def fresh_machine(monkeypatch):
-    for prefix, _ in EMULATORS.values():
-        monkeypatch.delenv(f"{prefix}_API_KEY", raising=False)
-        monkeypatch.delenv(f"{prefix}_BASE_URL", raising=False)
     for identity in PROVIDERS.values():
+        monkeypatch.delenv(identity.api_key_variable, raising=False)
+        monkeypatch.delenv(identity.base_url_variable, raising=False)
         monkeypatch.delenv(identity.secret_arn_variable, raising=False)
     monkeypatch.delenv("EMULATOR_PLANTED_MODELS", raising=False)
 

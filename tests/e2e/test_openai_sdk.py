@@ -14,7 +14,7 @@ import pytest
 from openai import OpenAI
 from PIL import Image
 
-from image_service.registry import model_catalog, resolve_model
+from image_service.catalog import model_catalog, resolve_model
 from tests.conftest import image_bytes
 from tests.openai_schemas import assert_openai_schema
 

@@ -44,6 +44,8 @@ JWKS_STAGE = {
         "audience": ["image-service"],
     },
     "monitoring": {"alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms"},
+    # an overlay parameter of its own naming
+    "catalog": {"overlay_parameter": "/shared/image-models/overlay", "overlay_max_age_seconds": 60},
     # and the models check with its schedule off, a shorter window and acknowledged models
     "models_check": {
         "enabled": False,

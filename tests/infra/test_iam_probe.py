@@ -34,7 +34,7 @@ from moto import mock_aws
 
 from image_common.provider_identity import PROVIDERS
 from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url
-from tests.conftest import PROVIDER_KEYS, http_event, request_body
+from tests.conftest import PROVIDER_KEYS, TEST_DATE, http_event, request_body
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE = "probe-images", "probe-usage"
@@ -109,6 +109,10 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
         return [Call(f"secretsmanager:{operation}", params["SecretId"])]
     if service == "sfn":
         return [Call(f"states:{operation}", params["stateMachineArn"])]
+    if service == "ssm":
+        return [
+            Call(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}")
+        ]
     return [Call(f"{service}:{operation}", "*")]
 
 
@@ -246,8 +250,8 @@ def probe(dev, monkeypatch):
     and ``run(handler)`` that sets that function's environment and clears per-container caches."""
     from aws_lambda_powertools.utilities.parameters import base as parameters
 
+    from image_service import catalog, job_store, step_functions, storage, usage
     from image_service import http as service_http
-    from image_service import job_store, step_functions, storage, usage
 
     recorder = Recorder()
     create_client = botocore.session.Session.create_client
@@ -287,7 +291,7 @@ def probe(dev, monkeypatch):
         values[(logical(state_machine), "Ref")] = machine
         resolve = Resolver(values)
 
-        started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
+        started = {provider: cls(clock=lambda: TEST_DATE) for provider, cls in EMULATORS.items()}
         service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
         extension = FakeSecretsExtension(secret_values)
         monkeypatch.setattr(botocore.session.Session, "create_client", recording_client)
@@ -308,6 +312,8 @@ def probe(dev, monkeypatch):
                 step_functions.get_sfn_client,
             ):
                 cache.cache_clear()
+            catalog.catalog_settings.cache_clear()  # the function's own overlay parameter
+            catalog.catalog_source.cache_clear()
             parameters.DEFAULT_PROVIDERS.clear()
             parameters.clear_caches()
             from image_common.settings import get_settings
@@ -338,6 +344,8 @@ def probe(dev, monkeypatch):
                 step_functions.get_sfn_client,
             ):
                 cache.cache_clear()
+            catalog.catalog_settings.cache_clear()
+            catalog.catalog_source.cache_clear()
             parameters.DEFAULT_PROVIDERS.clear()
             # Later tests in this process import these handlers: give them back their settings.
             for name in ("generation", "job_tasks", "authorizer"):

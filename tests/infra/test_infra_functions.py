@@ -185,7 +185,7 @@ def test_every_function_given_a_provider_key_reads_it_through_the_extension(synt
             given_keys.add(handler)
             assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
             assert "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" in env
-    assert {"generation.handler", "flux_tasks.submit"} <= given_keys
+    assert {"job_tasks.run", "job_tasks.poll"} <= given_keys
 
 
 def test_service_functions_know_the_bucket_and_url_mode(dev, prod):
@@ -224,6 +224,7 @@ EXTENSION_AND_POWERTOOLS_PREFIXES = (
 def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
     from image_common.provider_identity import PROVIDERS
     from image_common.settings import ServiceSettings, load_settings
+    from image_service.catalog import ENVIRONMENT_VARIABLES, CatalogSettings
 
     secret_variables = {p.secret_arn_variable for p in PROVIDERS.values()}
     for synth in (dev, prod):
@@ -238,8 +239,10 @@ def test_service_code_accepts_the_environment_the_stack_gives_it(dev, prod):
                 # Powertools' own, and the secrets extension's (its config; the port is ours too)
                 and not name.startswith(EXTENSION_AND_POWERTOOLS_PREFIXES)
                 and name not in secret_variables  # read by image_common.credentials
+                and name not in ENVIRONMENT_VARIABLES  # read by image_service.catalog
             }
             assert unknown == set(), handler  # a typo here would be silently ignored
+            CatalogSettings.from_environ(env)  # raises on a malformed value
             settings = load_settings(env)
             assert settings.image_url_mode == synth.settings.image_url.mode
 

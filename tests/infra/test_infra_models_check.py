@@ -75,10 +75,17 @@ def test_the_check_reads_only_the_listing_providers_keys_and_its_own_logs(synthe
         for resource in _resources(s)
     )
     log_group = json.dumps({"Fn::GetAtt": [group, "Arn"]})
+    overlay = stack.format_arn(
+        service="ssm",
+        resource="parameter",
+        resource_name=synthesized.settings.catalog_overlay_parameter.lstrip("/"),
+    )
     expected = [("logs:CreateLogStream", log_group), ("logs:PutLogEvents", log_group)] + [
         ("secretsmanager:GetSecretValue", json.dumps(stack.resolve(secrets[p].secret_arn)))
         for p in ("openai", "google", "xai")  # Stability and BFL: no list, no key
     ]
+    # the catalog in force (ops overlay included) is what it compares
+    expected.append(("ssm:GetParameter", json.dumps(stack.resolve(overlay))))
     assert granted == sorted(expected)
 
 
@@ -99,6 +106,8 @@ def test_the_check_code_accepts_the_environment_the_stack_gives_it(dev, jwks):
             "XAI_API_KEY_SECRET_ARN",
             "MODELS_CHECK_WARNING_DAYS",
             "MODELS_CHECK_ACKNOWLEDGED",
+            "CATALOG_OVERLAY_PARAMETER",
+            "CATALOG_OVERLAY_MAX_AGE_SECONDS",
             "POWERTOOLS_SERVICE_NAME",
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",

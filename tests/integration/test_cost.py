@@ -3,6 +3,7 @@ registry's price for that size and quality, else ``null`` — never a made-up 0.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -63,6 +64,7 @@ def test_stability_is_priced_from_the_registry_per_image(
 
 
 def test_the_registry_price_depends_on_quality_and_size(service_with, emulators):
+    emulators["openai"].clock = lambda: datetime.date(2026, 5, 1)  # DALL·E still served
     service = service_with(enabled_retired_models="dall-e-3")
     data = generate(service, model="dall-e-3", quality="hd", width=1792, height=1024)
     assert data["cost_usd"] == pytest.approx(0.12)
@@ -83,7 +85,7 @@ def test_a_missing_usage_figure_falls_back_to_the_registry(image_service, emulat
 
     monkeypatch.setattr(emulator, "route", without_usage)
     data = generate(image_service, model="gemini", n=2)
-    assert data["cost_usd"] == pytest.approx(2 * 0.039)
+    assert data["cost_usd"] == pytest.approx(2 * 0.067)  # gemini-3.1-flash-image's list price
 
 
 # --- the provider's own usage figures -------------------------------------------------------------
@@ -92,21 +94,23 @@ def test_a_missing_usage_figure_falls_back_to_the_registry(image_service, emulat
 def test_xai_cost_comes_from_usage_ticks_even_where_the_registry_has_no_price(
     image_service, emulators
 ):
-    assert MODELS["grok-imagine-image-quality"].pricing.per_image(quality=None, size=None) is None
-    data = generate(image_service, model="grok-imagine-image-quality", n=2)
-    assert data["cost_usd"] == pytest.approx(2 * 0.07)  # 700_000_000 ticks each
+    model = MODELS["grok-imagine-image-2.0"]
+    assert model.pricing.image_price(quality="medium", size=None) is None
+    data = generate(image_service, model="grok-imagine-image-2.0", quality="medium", n=2)
+    assert data["cost_usd"] == pytest.approx(2 * 0.04)  # 400_000_000 ticks each at medium 1k
 
 
-def test_gemini_cost_comes_from_image_output_tokens(image_service, emulators):
+def test_gemini_cost_comes_from_usage_metadata_input_tokens_included(image_service, emulators):
     data = generate(image_service, model="gemini")
-    assert data["cost_usd"] == pytest.approx(1290 * 30 / 1_000_000)  # 0.0387, not the table's 0.039
-    data = generate(image_service, model="gemini-3-pro-image-preview", width=2048, height=2048)
-    assert data["cost_usd"] == pytest.approx(1120 * 120 / 1_000_000)
+    # 12 prompt text tokens at $0.50/M, 1120 image output tokens at $60/M: not the table's 0.067
+    assert data["cost_usd"] == pytest.approx((12 * 0.5 + 1120 * 60) / 1_000_000)
+    data = generate(image_service, model="gemini-3-pro-image", width=2048, height=2048)
+    assert data["cost_usd"] == pytest.approx((12 * 2 + 1120 * 120) / 1_000_000)
 
 
-def test_openai_cost_comes_from_usage_tokens(image_service, emulators):
-    data = generate(image_service, model="gpt-image-1", quality="low")
-    assert data["cost_usd"] == pytest.approx(272 * 40 / 1_000_000)
+def test_openai_cost_comes_from_usage_tokens_input_included(image_service, emulators):
+    data = generate(image_service, model="gpt-image-2", quality="low")
+    assert data["cost_usd"] == pytest.approx((50 * 5 + 196 * 30) / 1_000_000)
 
 
 @pytest.mark.parametrize(
@@ -127,35 +131,42 @@ def test_xai_ticks_convert_at_ten_billion_per_dollar(usage, expected):
     assert xai._ticks_cost(usage) == expected
 
 
+_IMAGE_OUT = [{"modality": "IMAGE", "tokenCount": 1120}]
+
+
 @pytest.mark.parametrize(
-    ("usage", "tokens"),
+    ("usage", "expected"),
     [
-        ({"candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]}, 1290),
-        (
-            {
-                "candidatesTokensDetails": [
-                    {"modality": "TEXT", "tokenCount": 40},
-                    {"modality": "IMAGE", "tokenCount": 1290},
-                ]
-            },
-            1290,
-        ),
+        ({"candidatesTokensDetails": _IMAGE_OUT}, 1120 * 120),
+        ({"candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 40}, *_IMAGE_OUT]},
+         1120 * 120),  # text output is not billed as image tokens
+        ({"candidatesTokensDetails": _IMAGE_OUT, "promptTokenCount": 30}, 1120 * 120 + 30 * 2),
+        ({"candidatesTokensDetails": _IMAGE_OUT, "promptTokenCount": 300,
+          "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 42},
+                                  {"modality": "IMAGE", "tokenCount": 258}]},
+         1120 * 120 + 300 * 2),
         ({"candidatesTokenCount": 1330}, None),  # no per-modality split: text may be in it
         ({"candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": "many"}]}, None),
         (None, None),
     ],
-)
-def test_gemini_prices_only_image_output_tokens(usage, tokens):
-    request = ProviderRequest("p", MODELS["gemini-2.5-flash-image"], GenerationSettings())
-    expected = None if tokens is None else round(tokens * 30 / 1_000_000, 6)
-    assert gemini._usage_cost(usage, request) == expected
+)  # fmt: skip
+def test_gemini_prices_image_output_and_prompt_tokens(usage, expected):
+    request = ProviderRequest("p", MODELS["gemini-3-pro-image"], GenerationSettings())
+    want = None if expected is None else round(expected / 1_000_000, 6)
+    assert gemini._usage_cost(usage, request) == want
+
+
+def test_gemini_tokens_of_a_kind_without_a_price_make_the_cost_unknown():
+    request = ProviderRequest("p", MODELS["gemini-nano-banana-2.1"], GenerationSettings())
+    usage = {"candidatesTokensDetails": _IMAGE_OUT, "promptTokenCount": 30}
+    assert gemini._usage_cost(usage, request) is None  # no input price: not a partial sum
 
 
 # --- unknown --------------------------------------------------------------------------------------
 
 
 def test_an_unknown_cost_is_null_not_zero(generation, lambda_context):
-    status, raw = post(generation, lambda_context, model="gemini-3.1-flash-image-preview")
+    status, raw = post(generation, lambda_context, model="gemini-3.1-flash-lite-image")
     assert status == 200
     assert json.loads(raw)["data"]["cost_usd"] is None
     assert '"cost_usd":null' in raw

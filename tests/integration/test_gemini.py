@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 
 import pytest
@@ -38,8 +39,10 @@ def stored_image(s3, key: str) -> Image.Image:
 
 
 @pytest.fixture
-def imagen_enabled(service_with):
-    """A deployment whose Google account still serves Imagen on the Gemini API."""
+def imagen_enabled(service_with, emulators):
+    """A deployment whose Google account still serves Imagen on the Gemini API (the provider's
+    calendar stands before Imagen's shutdown)."""
+    emulators["google"].clock = lambda: datetime.date(2026, 8, 1)
     return service_with(enabled_retired_models="imagen-4.0-generate-001,imagen-3.0-generate-002")
 
 
@@ -49,20 +52,20 @@ def imagen_enabled(service_with):
 def test_text_to_image_is_a_generate_content_call_with_image_config(image_service, emulators, s3):
     data = generate(image_service, "A paper crane", model="gemini", width=1920, height=1080)
     request = last(emulators)
-    assert request.url == f"{BASE}/gemini-2.5-flash-image:generateContent"
+    assert request.url == f"{BASE}/gemini-3.1-flash-image:generateContent"
     assert request.headers["x-goog-api-key"] == KEY
     assert "authorization" not in request.headers
     assert request.json() == {
         "contents": [{"role": "user", "parts": [{"text": "A paper crane"}]}],
         "generationConfig": {
             "responseModalities": ["TEXT", "IMAGE"],
-            "imageConfig": {"aspectRatio": "16:9"},
+            "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"},
         },
     }
-    assert (data["provider"], data["model"]) == ("google", "gemini-2.5-flash-image")
-    assert data["settings"] == {"aspect_ratio": "16:9", "n": 1}
+    assert (data["provider"], data["model"]) == ("google", "gemini-3.1-flash-image")
+    assert data["settings"] == {"aspect_ratio": "16:9", "resolution": "2K", "n": 1}
     assert data["content_type"] == "image/png"
-    assert stored_image(s3, data["image_key"]).size == (1024, 576)
+    assert stored_image(s3, data["image_key"]).size == (2048, 1152)
 
 
 def test_gemini_3_gets_an_image_size_tier_and_its_thought_image_is_skipped(
@@ -146,8 +149,8 @@ def test_input_images_are_inline_data_parts_after_the_prompt(image_service, emul
 
 
 def test_too_many_input_images_is_a_400_before_any_call(image_service, emulators):
-    with pytest.raises(InvalidRequest, match="at most 3 input image"):
-        generate(image_service, model="gemini", input_images=[data_url(image_bytes())] * 4)
+    with pytest.raises(InvalidRequest, match="at most 14 input image"):
+        generate(image_service, model="gemini", input_images=[data_url(image_bytes())] * 15)
     assert emulators["google"].requests == []
 
 
@@ -201,12 +204,14 @@ def test_an_invalid_argument_400_is_a_400_with_the_providers_reason(image_servic
 
 
 def test_a_model_the_provider_no_longer_serves_is_a_502(image_service, emulators, monkeypatch):
-    monkeypatch.setattr(gemini_emulator, "GEMINI_MODELS", {"gemini-3-pro-image-preview"})
+    served = dict(gemini_emulator.GEMINI_MODELS)
+    served.pop("gemini-3.1-flash-image")  # Google drops it before our catalog knows
+    monkeypatch.setattr(gemini_emulator, "GEMINI_MODELS", served)
     with pytest.raises(ProviderError) as caught:
-        generate(image_service, model="gemini-2.5-flash-image")
+        generate(image_service, model="gemini-3.1-flash-image")
     assert (
         caught.value.status == 502
-        and "does not serve gemini-2.5-flash-image" in caught.value.message
+        and "does not serve gemini-3.1-flash-image" in caught.value.message
     )
 
 
@@ -224,7 +229,7 @@ def test_n_images_are_n_parallel_calls_all_stored(image_service, emulators, s3):
     assert len({image["image_key"] for image in data["images"]}) == 3
     for image in data["images"]:
         assert stored_image(s3, image["image_key"]).size == (768, 1024)
-    assert data["cost_usd"] == pytest.approx(3 * 1290 * 30 / 1_000_000)
+    assert data["cost_usd"] == pytest.approx(3 * (12 * 0.5 + 1120 * 60) / 1_000_000)
 
 
 # --- retired: Imagen and gemini-2.0 ---------------------------------------------------------------
@@ -232,11 +237,13 @@ def test_n_images_are_n_parallel_calls_all_stored(image_service, emulators, s3):
 
 def test_imagen_goes_to_its_successor_with_a_warning(image_service, emulators):
     data = generate(image_service, model="imagen", aspect_ratio="16:9")
-    assert last(emulators).url == f"{BASE}/gemini-2.5-flash-image:generateContent"
-    assert data["model"] == "gemini-2.5-flash-image"
+    assert last(emulators).url == f"{BASE}/gemini-3.1-flash-image:generateContent"
+    assert data["model"] == "gemini-3.1-flash-image"
     retired = [w for w in data["warnings"] if w["type"] == "model-retired"]
     assert len(retired) == 1
-    assert "Imagen" in retired[0]["message"] and "gemini-2.5-flash-image" in retired[0]["message"]
+    message = retired[0]["message"]
+    assert "imagen-4.0-generate-001" in message and "2026-08-17" in message
+    assert "gemini-3.1-flash-image" in message
 
 
 def test_enabled_imagen_is_a_predict_call(imagen_enabled, emulators, s3):
@@ -304,6 +311,7 @@ def test_imagen_refuses_input_images(imagen_enabled, emulators):
 def test_enabled_gemini_2_0_preview_is_served_with_text_and_image_modalities(
     service_with, emulators
 ):
+    emulators["google"].clock = lambda: datetime.date(2025, 6, 1)  # before Google dropped it
     service = service_with(enabled_retired_models="gemini-2.0-flash-preview-image-generation")
     data = generate(service, model="gemini-2.0-flash-preview-image-generation")
     assert last(emulators).url.endswith(

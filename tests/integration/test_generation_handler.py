@@ -45,7 +45,7 @@ def test_post_generate_answers_the_seed_contract(generation, lambda_context, s3)
     assert headers["Content-Type"] == "application/json"
     assert answer["success"] is True and answer["code"] == 200
     data = answer["data"]
-    assert (data["provider"], data["model"]) == ("openai", "gpt-image-1")
+    assert (data["provider"], data["model"]) == ("openai", "gpt-image-2.5-flare")
     assert data["settings"] == {"width": 1024, "height": 1024, "quality": "high", "n": 1}
     assert data["image_url"].startswith("https://") and "X-Amz-Signature" in data["image_url"]
     assert data["warnings"] == [] and data["cost_usd"] > 0
@@ -312,9 +312,9 @@ def test_unexpected_error_is_a_500_with_no_internals_in_answer_or_logs(
 def test_direct_invoke_returns_a_tool_shaped_result(generation, lambda_context, s3):
     result = generation.handler(request_body(customer_id=77, quality="low"), lambda_context)
     assert result["success"] is True
-    assert result["text"].startswith("Generated 1 image with openai gpt-image-1")
+    assert result["text"].startswith("Generated 1 image with openai gpt-image-2.5-flare")
     assert result["image_url"].startswith("https://")
-    assert (result["provider"], result["model"]) == ("openai", "gpt-image-1")
+    assert (result["provider"], result["model"]) == ("openai", "gpt-image-2.5-flare")
     assert result["settings"]["quality"] == "low"
     assert result["image_key"].startswith("customers/77/")  # trusted: no token, any customer
 

@@ -36,7 +36,7 @@ LISTED = ("openai", "google", "xai")
 @pytest.fixture
 def providers(monkeypatch, secrets_extension):
     """Keys only in the providers' secrets (as deployed); every emulator listing as of TODAY."""
-    started = {provider: cls() for provider, (_, cls) in EMULATORS.items()}
+    started = {provider: cls() for provider, cls in EMULATORS.items()}
     for emulator in started.values():
         if hasattr(emulator, "model_listing"):
             emulator.model_listing.today = lambda: TODAY
@@ -44,9 +44,9 @@ def providers(monkeypatch, secrets_extension):
         for provider in LISTED:
             arn = _create_secret({"api_key": PROVIDER_KEYS[provider]}, f"providers/{provider}")
             monkeypatch.setenv(PROVIDERS[provider].secret_arn_variable, arn)
-        for provider, (prefix, _) in EMULATORS.items():
-            monkeypatch.delenv(f"{prefix}_API_KEY", raising=False)
-            monkeypatch.setenv(f"{prefix}_BASE_URL", in_process_base_url(provider))
+        for provider in EMULATORS:
+            monkeypatch.delenv(PROVIDERS[provider].api_key_variable, raising=False)
+            monkeypatch.setenv(PROVIDERS[provider].base_url_variable, in_process_base_url(provider))
         service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
         yield started
         service_http.set_http_client(None)

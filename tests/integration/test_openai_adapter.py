@@ -4,6 +4,7 @@ answers and every error mapping through the OpenAI emulator."""
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
 from pathlib import Path
@@ -75,7 +76,9 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 @pytest.fixture
 def retired_enabled(settings, s3, emulators) -> ImageService:
-    """A deployment whose OpenAI account still serves DALL·E (ENABLED_RETIRED_MODELS)."""
+    """A deployment whose OpenAI account still serves DALL·E (ENABLED_RETIRED_MODELS): the
+    provider's calendar stands before DALL·E's shutdown."""
+    emulators["openai"].clock = lambda: datetime.date(2026, 5, 1)
     custom = settings.model_copy(update={"enabled_retired_models": "dall-e-3,dall-e-2"})
     return inline_service(custom)
 
@@ -86,7 +89,7 @@ def retired_enabled(settings, s3, emulators) -> ImageService:
 def test_gpt_image_generation_is_json_matching_the_spec(image_service, emulators, openai_spec):
     data = generate(
         image_service,
-        model="gpt-image-1",
+        model="gpt-image-2.5-flare",
         width=1536,
         height=1024,
         quality="high",
@@ -100,7 +103,7 @@ def test_gpt_image_generation_is_json_matching_the_spec(image_service, emulators
     body = sent.json()
     assert_matches_spec(openai_spec, "CreateImageRequest", body)
     assert body == {
-        "model": "gpt-image-1",
+        "model": "gpt-image-2.5-flare",
         "prompt": "A serene mountain landscape at sunset",
         "n": 1,
         "size": "1536x1024",
@@ -126,7 +129,7 @@ def test_gpt_image_never_sends_response_format(image_service, emulators, openai_
 def test_a_reserved_provider_option_is_reported_not_sent(image_service, emulators):
     data = generate(image_service, provider_options={"model": "dall-e-2", "size": "256x256"})
     body = emulators["openai"].requests[-1].json()
-    assert (body["model"], body["size"]) == ("gpt-image-1", "1024x1024")
+    assert (body["model"], body["size"]) == ("gpt-image-2.5-flare", "1024x1024")
     assert {w["setting"] for w in data["warnings"]} == {
         "provider_options.model",
         "provider_options.size",
@@ -141,7 +144,7 @@ def test_a_reserved_provider_option_is_reported_not_sent(image_service, emulator
 def test_width_and_height_map_to_the_nearest_legal_size(
     image_service, emulators, width, height, sent
 ):
-    data = generate(image_service, width=width, height=height)
+    data = generate(image_service, model="gpt-image-1.5", width=width, height=height)
     assert emulators["openai"].requests[-1].json()["size"] == sent
     adjusted = [w for w in data["warnings"] if w["setting"] == "width/height"]
     assert bool(adjusted) == (f"{width}x{height}" != sent)
@@ -170,10 +173,31 @@ def test_unsupported_settings_are_warned_about_never_dropped_silently(image_serv
     }
 
 
-def test_usage_gives_the_cost(image_service):
-    data = generate(image_service, model="gpt-image-1", quality="high")
-    # the emulator reports 4160 image output tokens for 1024² high; $40 per million
-    assert data["cost_usd"] == pytest.approx(4160 * 40 / 1_000_000)
+def test_usage_gives_the_cost_counting_input_tokens(image_service):
+    data = generate(image_service, model="gpt-image-2.5-flare", quality="high")
+    # the emulator reports 50 text input tokens ($5/M) and 7024 image output tokens ($30/M)
+    assert data["cost_usd"] == pytest.approx((50 * 5 + 7024 * 30) / 1_000_000)
+
+
+def test_image_input_tokens_of_an_edit_are_priced_too(image_service):
+    data = generate(image_service, model="gpt-image-2", quality="low",
+                    input_images=[data_url(png(64, 64, "RGB"))] * 2)  # fmt: skip
+    # 50 text tokens ($5/M), 2 × 323 image input tokens ($8/M), 196 output tokens ($30/M)
+    assert data["cost_usd"] == pytest.approx((50 * 5 + 646 * 8 + 196 * 30) / 1_000_000)
+
+
+def test_gpt_image_2_6_takes_xhigh_quality_and_complexity(image_service, emulators):
+    data = generate(image_service, model="gpt-image-2.6-flare", quality="xhigh", complexity="high")
+    body = emulators["openai"].requests[-1].json()
+    assert (body["quality"], body["complexity"]) == ("xhigh", "high")
+    assert data["settings"]["quality"] == "xhigh" and data["warnings"] == []
+
+
+def test_complexity_on_a_model_without_it_is_warned_about_not_sent(image_service, emulators):
+    data = generate(image_service, model="gpt-image-2", quality="max", complexity="low")
+    body = emulators["openai"].requests[-1].json()
+    assert "complexity" not in body and body["quality"] == "high"
+    assert {w["setting"] for w in data["warnings"]} == {"quality", "complexity"}
 
 
 def test_n_images_in_one_call_are_all_stored(image_service, emulators, s3):
@@ -241,9 +265,10 @@ def test_a_url_item_in_the_answer_is_fetched_without_credentials(
 def test_retired_model_is_served_by_its_successor_with_a_warning(image_service, emulators):
     data = generate(image_service, model="dall-e-3", quality="hd")
     body = emulators["openai"].requests[-1].json()
-    assert body["model"] == "gpt-image-1" and body["quality"] == "high"
-    assert data["model"] == "gpt-image-1"
+    assert body["model"] == "gpt-image-2" and body["quality"] == "high"
+    assert data["model"] == "gpt-image-2"
     assert data["warnings"][0]["type"] == "model-retired"
+    assert "2026-05-12" in data["warnings"][0]["message"]
     assert "dall-e-3" not in body.values()
 
 
@@ -270,7 +295,7 @@ def test_edits_are_multipart_with_repeated_image_fields_and_a_mask(
     assert all(p.content_type == "image/png" for p in images)
     assert [p.data for p in parts if p.name == "mask"] == [mask]
     fields = {p.name: p.text for p in parts if p.filename is None}
-    assert fields == {"model": "gpt-image-1", "prompt": "Put the two together", "n": "1",
+    assert fields == {"model": "gpt-image-2.5-flare", "prompt": "Put the two together", "n": "1",
                       "size": "1024x1024", "quality": "low"}  # fmt: skip
     as_json = {k: (int(v) if k == "n" else v) for k, v in fields.items()} | {"image": ["…", "…"]}
     assert_matches_spec(openai_spec, "CreateImageEditRequest", as_json)

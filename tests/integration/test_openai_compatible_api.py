@@ -11,7 +11,7 @@ import logging
 import pytest
 from PIL import Image
 
-from image_service.registry import model_catalog, resolve_model
+from image_service.catalog import model_catalog, resolve_model
 from image_service.service import ImageService
 from image_service.storage import ImageStore
 from local.job_runner import LocalJobRunner

@@ -37,7 +37,7 @@ def test_stored_image_key_content_type_and_metadata(image_service, s3):
     assert head["ContentType"] == "image/jpeg"
     assert head["Metadata"] == {
         "provider": "openai",
-        "model": "gpt-image-1",
+        "model": "gpt-image-2.5-flare",
         "prompt-sha256": hashlib.sha256(b"A serene mountain landscape at sunset").hexdigest(),
         "customer-id": "123",
     }

@@ -3,6 +3,7 @@ URL answers (downloaded with the SSRF guard), moderation, usage ticks, every err
 
 from __future__ import annotations
 
+import datetime
 import io
 import socket
 
@@ -60,15 +61,13 @@ def test_generation_sends_ratio_and_resolution_never_size(image_service, emulato
         "response_format": "b64_json",
         "aspect_ratio": "16:9",
         "resolution": "2k",
-        "quality": "high",
     }
     assert len(posts(emulators)) == 1  # up to 10 images per call: one call
-    assert data["settings"] == {
-        "aspect_ratio": "16:9",
-        "resolution": "2k",
-        "quality": "high",
-        "n": 2,
-    }
+    assert data["settings"] == {"aspect_ratio": "16:9", "resolution": "2k", "n": 2}
+    # grok-imagine-image takes no quality (only 2.0 does): reported, not sent
+    assert {"setting": "quality", "type": "unsupported-setting"}.items() <= next(
+        w for w in data["warnings"] if w["setting"] == "quality"
+    ).items()
     assert [i["content_type"] for i in data["images"]] == ["image/jpeg", "image/jpeg"]
     image = Image.open(io.BytesIO(stored(s3, data["images"][1]["image_key"])))
     assert (image.format, image.size) == ("JPEG", (2048, 1152))
@@ -76,12 +75,19 @@ def test_generation_sends_ratio_and_resolution_never_size(image_service, emulato
     assert data["cost_usd"] == pytest.approx(0.04)  # from usage.cost_in_usd_ticks
 
 
-def test_the_quality_model_is_named_as_asked(image_service, emulators):
-    data = generate(image_service, model="grok-imagine-image-quality", aspect_ratio="2:3")
+def test_the_2_0_model_is_named_as_asked(image_service, emulators):
+    data = generate(image_service, model="grok-imagine-image-2.0", aspect_ratio="2:3")
     body = last_post(emulators).json()
-    assert body["model"] == "grok-imagine-image-quality" and body["aspect_ratio"] == "2:3"
+    assert body["model"] == "grok-imagine-image-2.0" and body["aspect_ratio"] == "2:3"
     assert "resolution" not in body  # no pixels asked: xAI's default
-    assert data["model"] == "grok-imagine-image-quality"
+    assert data["model"] == "grok-imagine-image-2.0"
+
+
+def test_the_shut_down_quality_model_goes_to_2_0_never_reaching_xai(image_service, emulators):
+    data = generate(image_service, model="grok-imagine-image-pro")
+    assert last_post(emulators).json()["model"] == "grok-imagine-image-2.0"
+    assert data["warnings"][0]["type"] == "model-retired"
+    assert "2026-11-02" in data["warnings"][0]["message"]
 
 
 def test_size_and_style_in_provider_options_are_refused_with_warnings(image_service, emulators):
@@ -286,6 +292,7 @@ def test_grok_2_image_goes_to_its_successor_with_a_warning(image_service, emulat
 
 
 def test_enabled_grok_2_image_gets_only_the_fields_it_took(service_with, emulators):
+    emulators["xai"].clock = lambda: datetime.date(2026, 1, 15)  # before xAI shut it down
     service = service_with(enabled_retired_models="grok-2-image")
     data = generate(service, model="grok-2-image", aspect_ratio="16:9", quality="high")
     assert last_post(emulators).json() == {
@@ -296,6 +303,28 @@ def test_enabled_grok_2_image_gets_only_the_fields_it_took(service_with, emulato
     }
     assert sorted(w["setting"] for w in data["warnings"]) == ["quality", "size"]
     assert data["cost_usd"] == pytest.approx(0.07)
+
+
+# --- grok-imagine-image-2.0 -----------------------------------------------------------------------
+
+
+def test_grok_2_0_takes_low_quality_and_its_new_ratios(image_service, emulators):
+    data = generate(image_service, model="grok-imagine-image-2.0", quality="low",
+                    aspect_ratio="9:19.5")  # fmt: skip
+    body = last_post(emulators).json()
+    assert (body["quality"], body["aspect_ratio"]) == ("low", "9:19.5")
+    assert data["warnings"] == [] and data["cost_usd"] == pytest.approx(0.02)
+
+
+def test_grok_2_0_has_no_high_quality_so_high_is_sent_as_medium(image_service, emulators):
+    data = generate(image_service, model="grok-imagine-image-2.0", quality="high")
+    assert last_post(emulators).json()["quality"] == "medium"
+    assert [w["type"] for w in data["warnings"]] == ["adjusted-setting"]
+
+
+def test_a_block_reason_is_a_422_naming_it(image_service, emulators):
+    with pytest.raises(ContentPolicyViolation, match="SAFETY_CHECK_FAILED"):
+        generate(image_service, "a fox [moderate]", model="grok-imagine-image-2.0")
 
 
 # --- the local stack's way: the emulator over real HTTP on loopback -------------------------------

@@ -239,10 +239,13 @@ def test_sd3_image_to_image_sends_no_ratio_and_says_so(asked):
         ("dall-e-3", "auto", "standard"),
         ("dall-e-3", "hd", "hd"),
         ("dall-e-2", "low", "standard"),
-        ("grok-imagine-image", "auto", "medium"),
-        ("grok-imagine-image", "standard", "medium"),
-        ("grok-imagine-image", "hd", "high"),
-        ("grok-imagine-image", "low", "low"),
+        ("grok-imagine-image-2.0", "auto", "medium"),
+        ("grok-imagine-image-2.0", "standard", "medium"),
+        ("grok-imagine-image-2.0", "hd", "medium"),
+        ("grok-imagine-image-2.0", "low", "low"),
+        ("gpt-image-2.6-flare", "xhigh", "xhigh"),
+        ("gpt-image-2", "xhigh", "high"),
+        ("gpt-image-2", "max", "high"),
     ],
 )
 def test_quality_maps_to_the_models_nearest_equivalent(model_id, asked, sent):

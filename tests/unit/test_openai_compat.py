@@ -23,6 +23,7 @@ from image_common.errors import (
     ProviderTimeout,
     UnknownModel,
 )
+from image_service.catalog import model_catalog, resolve_model
 from image_service.openai_compat import (
     MAX_FORM_PARTS,
     RETRY_ATTACHES_TO_THE_JOB,
@@ -35,7 +36,6 @@ from image_service.openai_compat import (
     parse_edit_request,
     parse_openai_request,
 )
-from image_service.registry import model_catalog, resolve_model
 from tests.conftest import image_bytes
 from tests.openai_schemas import assert_openai_schema
 

@@ -146,5 +146,7 @@ def _cost(result: ProviderResult, model: ModelSpec, settings, count: int) -> flo
     """The provider's own figure when it gives one, else the registry's price, else None."""
     if result.cost_usd is not None:
         return result.cost_usd
-    price = model.pricing.per_image(quality=settings.quality or "auto", size=settings.size)
+    price = model.pricing.image_price(
+        quality=settings.quality or "auto", size=settings.size, resolution=settings.resolution
+    )
     return None if price is None else round(price * count, 6)

@@ -346,17 +346,8 @@ class _CatalogEntry:
 
 
 def service_catalog() -> list[CatalogModel]:
-    """The models the service serves, as the check sees them.
+    """The models the service serves, as the check sees them: the catalog in force (the shipped
+    ``catalog.json`` with the ops overlay), whose specs carry their shutdown dates."""
+    from image_service.catalog import current_catalog
 
-    Until the registry carries shutdown dates, a model marked retired counts as shut down since
-    forever (expected to be gone upstream)."""
-    from image_service.registry import MODELS
-
-    return [
-        _CatalogEntry(
-            id=spec.id,
-            provider=spec.provider,
-            shutdown_date=datetime.date.min if spec.status == "retired" else None,
-        )
-        for spec in MODELS.values()
-    ]
+    return list(current_catalog().models)

@@ -53,13 +53,19 @@ class ImageSettings(StrictModel):
     model: str | None = Field(default=None, max_length=100, description="Model name or alias.")
     width: int | None = Field(default=None, ge=64, le=8192)
     height: int | None = Field(default=None, ge=64, le=8192)
-    quality: Literal["low", "medium", "high", "auto", "standard", "hd"] | None = None
+    quality: Literal["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"] | None = (
+        None
+    )
+    complexity: Literal["low", "medium", "high"] | None = Field(
+        default=None, description="gpt-image-2.6 only: how much effort the layout gets."
+    )
     negative_prompt: str | None = Field(default=None, max_length=10000)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     style_preset: str | None = Field(default=None, max_length=64)
     output_format: OutputFormat | None = None
     n: int = Field(default=1, ge=1, le=10, description="How many images.")
-    aspect_ratio: str | None = Field(default=None, pattern=r"^[1-9]\d?:[1-9]\d?$")
+    # "16:9"; xAI's 2.0 also takes halves ("9:19.5")
+    aspect_ratio: str | None = Field(default=None, pattern=r"^[1-9]\d?(\.5)?:[1-9]\d?(\.5)?$")
     input_images: list[str] = Field(
         default_factory=list,
         max_length=MAX_INPUT_IMAGES,
@@ -78,7 +84,7 @@ class ImageSettings(StrictModel):
             return "jpeg"
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("quality", "style_preset", mode="before")
+    @field_validator("quality", "complexity", "style_preset", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

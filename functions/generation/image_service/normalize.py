@@ -25,6 +25,8 @@ _QUALITY_EQUIVALENTS = {
     "low": ("low", "standard", "medium"),
     "medium": ("medium", "standard", "low"),
     "high": ("high", "hd", "medium"),
+    "xhigh": ("xhigh", "high", "hd", "medium"),
+    "max": ("max", "xhigh", "high", "hd", "medium"),
     "auto": ("auto", "medium", "standard"),
     "standard": ("standard", "medium", "low"),
     "hd": ("hd", "high", "medium"),
@@ -47,6 +49,7 @@ def normalize_settings(
         aspect_ratio=aspect_ratio,
         resolution=resolution,
         quality=_fit_quality(image.quality, caps, warnings, spec.id),
+        complexity=_fit_complexity(image.complexity, caps, warnings, spec.id),
         output_format=_fit_format(image.output_format, caps, warnings, spec.id),
         seed=_if_supported("seed", image.seed, caps.seed, warnings, spec.id),
         negative_prompt=_if_supported(
@@ -114,6 +117,21 @@ def _fit_quality(quality: str | None, caps: Capabilities, warnings, model_id) ->
             "quality",
             f"{model_id} has no equivalent of quality '{quality}' "
             f"(it offers {', '.join(caps.qualities)}); its default was used.",
+        )
+    )
+    return None
+
+
+def _fit_complexity(complexity: str | None, caps: Capabilities, warnings, model_id):
+    if complexity is None or complexity in caps.complexities:
+        return complexity
+    warnings.append(
+        SettingWarning(
+            "unsupported-setting",
+            "complexity",
+            f"{model_id} has no complexity setting"
+            + (f" '{complexity}'" if caps.complexities else "")
+            + "; ignored.",
         )
     )
     return None
@@ -279,14 +297,20 @@ def _nearest_ratio(w, h, ratio, ratios) -> str:
 
 
 def _resolution_tier(w, h, tiers: tuple[str, ...]) -> str | None:
-    """Smallest tier whose long side (1K ≈ 1024 px) covers the asked one."""
+    """Smallest tier whose long side (1K ≈ 1024 px, "512" = 512 px) covers the asked one."""
     if not (tiers and w and h):
         return None
     longest = max(w, h)
     for tier in tiers:
-        if int(tier[:-1]) * 1024 >= longest:
+        if _tier_pixels(tier) >= longest:
             return tier
     return tiers[-1]
+
+
+def _tier_pixels(tier: str) -> int:
+    if tier[-1:].lower() == "k":
+        return int(tier[:-1]) * 1024
+    return int(tier)
 
 
 def _warn_size_change(asked_w, asked_h, asked_ratio, w, h, warnings, model_id) -> None:

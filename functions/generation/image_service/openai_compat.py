@@ -30,10 +30,11 @@ from image_common.errors import (
     ProviderTimeout,
     UnknownModel,
 )
+from image_service import catalog as catalogs
 from image_service.jobs import derived_idempotency_key, request_fingerprint
 from image_service.models import ImageGenerationRequest, parse_request
 from image_service.providers.base import SettingWarning
-from image_service.registry import ModelSpec, model_catalog, resolve_model
+from image_service.registry import ModelSpec
 from image_service.service import Caller, ImageService
 
 ResponseFormat = Literal["url", "b64_json"]
@@ -175,7 +176,11 @@ def map_request(
             f"added are {', '.join(SERVICE_EXTENSIONS)}.",
             details={"param": unknown[0]},
         )
-    model = resolve_model(openai.model, enabled_retired=enabled_retired).spec
+    model = (
+        catalogs.current_catalog()
+        .resolve(openai.model, today=catalogs.today(), enabled_retired=enabled_retired)
+        .spec
+    )
     warnings: list[SettingWarning] = []
     image: dict[str, Any] = dict(extras)
     image["model"] = openai.model
@@ -490,7 +495,7 @@ class OpenAIImages:
         return model_object(name, self._catalog())
 
     def _catalog(self) -> dict:
-        return model_catalog(enabled_retired=self.service.settings.retired_models_enabled)
+        return self.service.model_catalog()
 
     def _map(self, openai: OpenAIImageRequest, caller: Caller, inputs: EditInputs | None):
         if caller.customer_id is None:

@@ -48,6 +48,7 @@ from image_common.errors import (
     sanitize_message,
 )
 from image_common.settings import ServiceSettings
+from image_service.catalog import current_catalog
 from image_service.delivery import PreparedGeneration, deliver, present, unique
 from image_service.job_records import JobError, JobRecord, WebhookState, utcnow
 from image_service.job_store import JobStore, StaleRecord
@@ -61,7 +62,6 @@ from image_service.providers.base import (
     ProviderResult,
     SettingWarning,
 )
-from image_service.registry import MODELS
 from image_service.storage import ImageStore
 from image_service.telemetry import record_provider_call, record_webhook_failure
 from image_service.usage import Charge, UsageLedger
@@ -366,7 +366,7 @@ class JobPipeline:
         job_input = record.input
         if job_input is None:
             raise InternalError("The job has no input.")
-        model = MODELS[record.model]
+        model = current_catalog().model(record.model)
         request = ImageGenerationRequest.model_validate(job_input.request)
         settings = GenerationSettings(**job_input.settings)
         warnings = [SettingWarning(**w) for w in job_input.warnings]

@@ -1,99 +1,214 @@
-"""The registry of models: provider, wire API, capabilities, price, lifecycle — data, in one place.
+"""The model catalog: what each model is, what it takes, what it costs, and when it dies.
 
-Adapters read capabilities from here instead of branching on model names, so a model's sizes,
-price or retirement change here without touching an adapter. Prices are per image in USD and are
-estimates (see PROVIDERS.md; entries marked UNVERIFIED there are estimates of estimates).
+The facts are data, in ``catalog.json`` beside this file (readable without reading Python);
+this module gives them types and rules, validated when the function starts: a catalog whose
+successor chains do not end at a model that never shuts down, whose aliases point nowhere or
+whose models name a wire API no adapter speaks is refused. ``catalog.py`` lays an ops overlay
+over it; adapters read capabilities from here instead of branching on model names.
+
+Lifecycle is computed from dates, never flipped by hand: a model is ``retired`` from its
+``shutdown_date`` on (the provider answers not-found from that day), ``deprecated`` once a
+shutdown is announced or ``deprecated_since`` has passed, else ``preview`` or ``active``.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from image_common.errors import UnknownModel
 
 Provider = Literal["openai", "stability", "flux", "google", "xai"]
-Status = Literal["active", "preview", "retired"]
+Status = Literal["active", "preview", "deprecated", "retired"]
 
 PROVIDERS: tuple[Provider, ...] = ("openai", "stability", "flux", "google", "xai")
-DEFAULT_MODEL = "gpt-image-1"
+# The wire API variants each provider's adapter speaks; a model naming another is refused.
+PROVIDER_APIS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"gpt-image", "dall-e"}),
+    "stability": frozenset({"sd3", "core", "ultra"}),
+    "flux": frozenset({"flux-dimensions", "flux-ultra", "flux-kontext", "flux-2"}),
+    "google": frozenset({"gemini", "imagen"}),
+    "xai": frozenset({"grok"}),
+}
+CATALOG_FILE = Path(__file__).with_name("catalog.json")
+MEGAPIXEL = 1_000_000
 
 
-@dataclass(frozen=True)
-class SizeRule:
-    """Free width/height within bounds (gpt-image-2, Flux dev/pro)."""
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_side: int
-    max_side: int
-    multiple: int
-    max_ratio: float = 4.0
-    min_pixels: int = 0
-    max_pixels: int = 0  # 0: only max_side bounds the area
+
+class SizeRule(_Frozen):
+    """Free width/height within bounds (gpt-image-2.x, Flux dev/pro, FLUX.2)."""
+
+    min_side: int = Field(gt=0)
+    max_side: int = Field(gt=0)
+    multiple: int = Field(gt=0)
+    max_ratio: float = Field(default=4.0, ge=1)
+    min_pixels: int = Field(default=0, ge=0)
+    max_pixels: int = Field(default=0, ge=0)  # 0: only max_side bounds the area
     default: tuple[int, int] = (1024, 1024)
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(_Frozen):
     sizes: tuple[tuple[int, int], ...] = ()  # fixed legal sizes, first is the default
     size_rule: SizeRule | None = None  # free sizes
     aspect_ratios: tuple[str, ...] = ()  # the API takes a ratio instead of pixels
-    resolutions: tuple[str, ...] = ()  # size tiers sent beside the ratio (Gemini 1K/2K/4K)
+    resolutions: tuple[str, ...] = ()  # size tiers sent beside the ratio (Gemini 512/1K, xAI 1k)
     qualities: tuple[str, ...] = ()
+    complexities: tuple[str, ...] = ()  # gpt-image-2.6's ``complexity``
     output_formats: tuple[str, ...] = ("png",)
-    max_images_per_call: int = 1
-    max_input_images: int = 0  # 0: no image-to-image
+    max_images_per_call: int = Field(default=1, ge=1)
+    max_input_images: int = Field(default=0, ge=0)  # 0: no image-to-image
     mask: bool = False
     seed: bool = False
     negative_prompt: bool = False
     style_presets: tuple[str, ...] = ()
-    max_prompt_chars: int = 4000
+    max_prompt_chars: int = Field(default=4000, gt=0)
     asynchronous: bool = False  # submit/poll: runs as a job (Flux)
     # False: in image-to-image the output keeps the input's shape and no ratio may be sent (sd3)
     ratio_with_input_images: bool = True
+    safety_tolerance_max: int | None = None  # Flux: 6 on FLUX.1, 5 on FLUX.2
+
+    @field_validator("sizes", mode="before")
+    @classmethod
+    def _sizes_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return tuple(
+                tuple(int(side) for side in item.split("x")) if isinstance(item, str) else item
+                for item in value
+            )
+        return value
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ratio in value:
+            aspect_ratio_value(ratio)  # raises ValueError on "16-9"
+        return value
+
+    @model_validator(mode="after")
+    def _one_size_vocabulary(self) -> Capabilities:
+        if bool(self.sizes) + bool(self.size_rule) + bool(self.aspect_ratios) > 1:
+            raise ValueError("a model takes fixed sizes, a size rule or aspect ratios: one")
+        return self
 
 
-@dataclass(frozen=True)
-class Pricing:
-    """Per-image USD. ``table`` keys: ``quality@WxH``, ``quality``, ``WxH``, then ``default``."""
+class TokenPrices(_Frozen):
+    """USD per million tokens, by kind, as the providers' usage reports count them."""
 
-    table: Mapping[str, float] = field(default_factory=dict)
-    output_token_usd_per_million: float | None = None  # usage-based estimate wins when given
+    text_input: float | None = Field(default=None, ge=0)
+    image_input: float | None = Field(default=None, ge=0)
+    image_output: float | None = Field(default=None, ge=0)
 
-    def per_image(self, *, quality: str | None, size: str | None) -> float | None:
-        for key in (f"{quality}@{size}", quality, size, "default"):
-            if key and key in self.table:
-                return self.table[key]
+
+class MegapixelPrice(_Frozen):
+    """FLUX.2: the first megapixel, then each further one (input megapixels count too)."""
+
+    first: float = Field(ge=0)
+    additional: float = Field(ge=0)
+
+
+class Pricing(_Frozen):
+    """The fallback estimates; a provider's own figure (usage, cost, ticks) wins over these."""
+
+    per_image: dict[str, float] = Field(default_factory=dict)  # quality@WxH, quality, WxH, default
+    tokens_usd_per_million: TokenPrices | None = None
+    per_megapixel: MegapixelPrice | None = None
+
+    def image_price(
+        self, *, quality: str | None, size: str | None, resolution: str | None = None
+    ) -> float | None:
+        """One image's list price: the most specific ``per_image`` entry, else per megapixel."""
+        for key in (f"{quality}@{size}", quality, size, resolution, "default"):
+            if key and key in self.per_image:
+                return self.per_image[key]
+        if self.per_megapixel and size:
+            width, height = (int(side) for side in size.split("x"))
+            return self.megapixel_price(output_pixels=width * height)
         return None
 
+    def token_cost(self, *, text_input: int = 0, image_input: int = 0, image_output: int = 0):
+        """USD for the tokens a provider reported; None when any counted kind has no price
+        (an estimate that leaves out the input tokens is wrong, not approximate)."""
+        rates = self.tokens_usd_per_million
+        if rates is None:
+            return None
+        total = 0.0
+        for count, rate in (
+            (text_input, rates.text_input),
+            (image_input, rates.image_input),
+            (image_output, rates.image_output),
+        ):
+            if count and rate is None:
+                return None
+            total += count * (rate or 0.0)
+        return round(total / 1_000_000, 6)
 
-@dataclass(frozen=True)
-class ModelSpec:
-    id: str
+    def megapixel_price(self, *, output_pixels: int, input_pixels: int = 0) -> float | None:
+        if self.per_megapixel is None:
+            return None
+        megapixels = max(1, math.ceil((output_pixels + input_pixels) / MEGAPIXEL))
+        price = self.per_megapixel.first + (megapixels - 1) * self.per_megapixel.additional
+        return round(price, 6)
+
+
+class ModelSpec(_Frozen):
+    id: str = Field(min_length=1, max_length=100)
     provider: Provider
     api: str  # the wire API variant the adapter speaks for this model
-    capabilities: Capabilities
-    pricing: Pricing = field(default_factory=Pricing)
-    status: Status = "active"
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    pricing: Pricing = Field(default_factory=Pricing)
+    released: datetime.date | None = None
+    preview: bool = False
+    deprecated_since: datetime.date | None = None
+    shutdown_date: datetime.date | None = None  # the provider answers not-found from this day
     successor: str | None = None
-    retired_note: str | None = None
+    note: str | None = None
 
-    def describe(self) -> dict:
+    @model_validator(mode="after")
+    def _api_is_spoken(self) -> ModelSpec:
+        if self.api not in PROVIDER_APIS[self.provider]:
+            raise ValueError(
+                f"{self.id}: api '{self.api}' is not one the {self.provider} adapter speaks "
+                f"({', '.join(sorted(PROVIDER_APIS[self.provider]))})"
+            )
+        if self.shutdown_date and not self.successor:
+            raise ValueError(f"{self.id}: a model with a shutdown_date needs a successor")
+        return self
+
+    def status_on(self, today: datetime.date) -> Status:
+        if self.shutdown_date and today >= self.shutdown_date:
+            return "retired"
+        if self.shutdown_date or (self.deprecated_since and today >= self.deprecated_since):
+            return "deprecated"
+        return "preview" if self.preview else "active"
+
+    def describe(self, today: datetime.date) -> dict:
         caps = self.capabilities
         return {
             "id": self.id,
             "provider": self.provider,
-            "status": self.status,
+            "status": self.status_on(today),
+            "shutdown_date": _iso(self.shutdown_date),
+            "deprecated_since": _iso(self.deprecated_since),
             "successor": self.successor,
-            "retired_note": self.retired_note,
+            "note": self.note,
             "capabilities": {
                 "sizes": [f"{w}x{h}" for w, h in caps.sizes],
                 "size_rule": _describe_rule(caps.size_rule),
                 "aspect_ratios": list(caps.aspect_ratios),
                 "resolutions": list(caps.resolutions),
                 "qualities": list(caps.qualities),
+                "complexities": list(caps.complexities),
                 "output_formats": list(caps.output_formats),
                 "max_images_per_call": caps.max_images_per_call,
                 "image_to_image": caps.max_input_images > 0,
@@ -106,8 +221,20 @@ class ModelSpec:
                 "asynchronous": caps.asynchronous,
                 "ratio_with_input_images": caps.ratio_with_input_images,
             },
-            "price_usd_per_image": dict(self.pricing.table) or None,
+            "price_usd_per_image": dict(self.pricing.per_image) or None,
+            "price_usd_per_million_tokens": (
+                self.pricing.tokens_usd_per_million.model_dump(exclude_none=True)
+                if self.pricing.tokens_usd_per_million
+                else None
+            ),
+            "price_usd_per_megapixel": (
+                self.pricing.per_megapixel.model_dump() if self.pricing.per_megapixel else None
+            ),
         }
+
+
+def _iso(day: datetime.date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def _describe_rule(rule: SizeRule | None) -> dict | None:
@@ -123,320 +250,14 @@ def _describe_rule(rule: SizeRule | None) -> dict | None:
     }
 
 
-# --- the data --------------------------------------------------------------------------------
-
-_GPT_IMAGE_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
-_GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
-_FORMATS_ALL = ("png", "jpeg", "webp")
-
-
-def _gpt_image(model_id: str, prices: dict[str, float], token_price: float | None) -> ModelSpec:
-    return ModelSpec(
-        id=model_id,
-        provider="openai",
-        api="gpt-image",
-        capabilities=Capabilities(
-            sizes=_GPT_IMAGE_SIZES,
-            qualities=_GPT_IMAGE_QUALITIES,
-            output_formats=_FORMATS_ALL,
-            max_images_per_call=10,
-            max_input_images=16,
-            mask=True,
-            max_prompt_chars=32000,
-        ),
-        pricing=Pricing(table=prices, output_token_usd_per_million=token_price),
-    )
-
-
-def _gpt_prices(low: float, medium: float, high: float, low_l: float, med_l: float, high_l: float):
-    table = {"low": low, "medium": medium, "high": high, "auto": high}
-    for size in ("1536x1024", "1024x1536"):
-        table |= {f"low@{size}": low_l, f"medium@{size}": med_l, f"high@{size}": high_l}
-        table[f"auto@{size}"] = high_l
-    return table
-
-
-STABILITY_ASPECT_RATIOS = ("21:9", "16:9", "3:2", "5:4", "1:1", "4:5", "2:3", "9:16", "9:21")
-STABILITY_STYLE_PRESETS = (
-    "enhance", "anime", "photographic", "digital-art", "comic-book", "fantasy-art", "line-art",
-    "analog-film", "neon-punk", "isometric", "low-poly", "origami", "modeling-compound",
-    "cinematic", "3d-model", "pixel-art", "tile-texture",
-)  # fmt: skip
-
-
-def _stability(model_id: str, api: str, usd: float, *, image_to_image: bool, negative: bool):
-    # sd3.5-large-turbo ignores negative_prompt (Stability's docs); sd3's image-to-image mode
-    # takes no aspect_ratio; core has no image-to-image at all.
-    return ModelSpec(
-        id=model_id,
-        provider="stability",
-        api=api,
-        capabilities=Capabilities(
-            aspect_ratios=STABILITY_ASPECT_RATIOS,
-            output_formats=_FORMATS_ALL,
-            max_input_images=1 if image_to_image else 0,
-            seed=True,
-            negative_prompt=negative,
-            style_presets=STABILITY_STYLE_PRESETS,
-            max_prompt_chars=10000,
-            ratio_with_input_images=api != "sd3",
-        ),
-        pricing=Pricing(table={"default": usd}),
-    )
-
-
-FLUX_DIMENSIONS = SizeRule(min_side=256, max_side=1440, multiple=32, max_ratio=4.0)
-FLUX_ASPECT_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
-
-
-def _flux(model_id: str, api: str, usd: float, **caps) -> ModelSpec:
-    return ModelSpec(
-        id=model_id,
-        provider="flux",
-        api=api,
-        capabilities=Capabilities(
-            output_formats=("jpeg", "png"),
-            seed=True,
-            asynchronous=True,
-            max_prompt_chars=10000,
-            **caps,
-        ),
-        pricing=Pricing(table={"default": usd}),
-    )
-
-
-GEMINI_ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-IMAGEN_ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
-
-
-def _gemini(
-    model_id: str,
-    usd: float | None,
-    *,
-    image_token_usd_per_million: float | None = None,
-    resolutions=(),
-    inputs=3,
-    status="active",
-):
-    return ModelSpec(
-        id=model_id,
-        provider="google",
-        api="gemini",
-        capabilities=Capabilities(
-            aspect_ratios=GEMINI_ASPECT_RATIOS,
-            resolutions=resolutions,
-            output_formats=("png",),
-            max_input_images=inputs,
-            max_prompt_chars=32000,
-        ),
-        pricing=Pricing(
-            table={"default": usd} if usd is not None else {},
-            output_token_usd_per_million=image_token_usd_per_million,
-        ),
-        status=status,
-    )
-
-
-_IMAGEN_RETIRED = "Imagen on the Gemini API was shut down around 2026-08-17"
-
-
-def _imagen(model_id: str, usd: float) -> ModelSpec:
-    return ModelSpec(
-        id=model_id,
-        provider="google",
-        api="imagen",
-        capabilities=Capabilities(
-            aspect_ratios=IMAGEN_ASPECT_RATIOS,
-            output_formats=("png", "jpeg"),
-            max_images_per_call=4,
-            max_prompt_chars=4000,
-        ),
-        pricing=Pricing(table={"default": usd}),
-        status="retired",
-        successor="gemini-2.5-flash-image",
-        retired_note=_IMAGEN_RETIRED,
-    )
-
-
-XAI_ASPECT_RATIOS = (
-    "1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "1:2", "2:1", "9:20", "20:9",
-)  # fmt: skip
-_GROK_IMAGINE = {
-    "aspect_ratios": XAI_ASPECT_RATIOS,
-    "resolutions": ("1k", "2k"),
-    "qualities": ("low", "medium", "high"),
-    "max_input_images": 3,
-}
-# grok-2-image took only model, prompt, n and response_format: no ratio, resolution or edits.
-_GROK_2 = {"max_input_images": 0}
-
-
-def _grok(model_id: str, usd: float | None, caps: dict, **overrides) -> ModelSpec:
-    return ModelSpec(
-        id=model_id,
-        provider="xai",
-        api="grok",
-        capabilities=Capabilities(
-            output_formats=("jpeg",),
-            max_images_per_call=10,
-            max_prompt_chars=8000,
-            **caps,
-        ),
-        pricing=Pricing(table={"default": usd} if usd is not None else {}),
-        **overrides,
-    )
-
-
-_MODELS: tuple[ModelSpec, ...] = (
-    # OpenAI
-    _gpt_image("gpt-image-1", _gpt_prices(0.011, 0.042, 0.167, 0.016, 0.063, 0.25), 40.0),
-    _gpt_image("gpt-image-1.5", {"low": 0.009, "medium": 0.034, "high": 0.133}, 32.0),
-    _gpt_image("gpt-image-1-mini", {}, 8.0),
-    ModelSpec(
-        id="gpt-image-2",
-        provider="openai",
-        api="gpt-image",
-        capabilities=Capabilities(
-            # Any WxH, sides multiple of 16, ratio within 3:1, at most 3840x2160 pixels.
-            size_rule=SizeRule(
-                min_side=256, max_side=3840, multiple=16, max_ratio=3.0,
-                min_pixels=655_360, max_pixels=3840 * 2160,
-            ),
-            qualities=_GPT_IMAGE_QUALITIES,
-            output_formats=_FORMATS_ALL,
-            max_images_per_call=10,
-            max_input_images=16,
-            mask=True,
-            max_prompt_chars=32000,
-        ),
-    ),  # fmt: skip
-    ModelSpec(
-        id="dall-e-3",
-        provider="openai",
-        api="dall-e",
-        capabilities=Capabilities(
-            sizes=((1024, 1024), (1792, 1024), (1024, 1792)),
-            qualities=("standard", "hd"),
-            style_presets=("vivid", "natural"),
-            max_prompt_chars=4000,
-        ),
-        pricing=Pricing(
-            table={"standard": 0.04, "hd": 0.08, "standard@1792x1024": 0.08,
-                   "standard@1024x1792": 0.08, "hd@1792x1024": 0.12, "hd@1024x1792": 0.12}
-        ),
-        status="retired",
-        successor="gpt-image-1",
-        retired_note="DALL·E 3 was retired by OpenAI on 2026-05-12",
-    ),  # fmt: skip
-    ModelSpec(
-        id="dall-e-2",
-        provider="openai",
-        api="dall-e",
-        capabilities=Capabilities(
-            sizes=((1024, 1024), (512, 512), (256, 256)),
-            qualities=("standard",),
-            max_images_per_call=10,
-            max_input_images=1,
-            mask=True,
-            max_prompt_chars=1000,
-        ),
-        pricing=Pricing(table={"1024x1024": 0.02, "512x512": 0.018, "256x256": 0.016}),
-        status="retired",
-        successor="gpt-image-1",
-        retired_note="DALL·E 2 was retired by OpenAI on 2026-05-12",
-    ),
-    # Stability AI (1 credit ≈ $0.01)
-    _stability("sd3.5-large", "sd3", 0.065, image_to_image=True, negative=True),
-    _stability("sd3.5-large-turbo", "sd3", 0.04, image_to_image=True, negative=False),
-    _stability("sd3.5-medium", "sd3", 0.035, image_to_image=True, negative=True),
-    _stability("sd3.5-flash", "sd3", 0.025, image_to_image=True, negative=True),
-    _stability("core", "core", 0.03, image_to_image=False, negative=True),
-    _stability("ultra", "ultra", 0.08, image_to_image=True, negative=True),
-    # Black Forest Labs (Flux): asynchronous, served through the Step Functions job workflow
-    _flux("flux-dev", "flux-dimensions", 0.025, size_rule=FLUX_DIMENSIONS, max_input_images=1),
-    _flux("flux-pro-1.1", "flux-dimensions", 0.04, size_rule=FLUX_DIMENSIONS, max_input_images=1),
-    _flux("flux-pro-1.1-ultra", "flux-ultra", 0.06, aspect_ratios=FLUX_ASPECT_RATIOS,
-          max_input_images=1),
-    _flux("flux-kontext-pro", "flux-kontext", 0.04, aspect_ratios=FLUX_ASPECT_RATIOS,
-          max_input_images=4),
-    _flux("flux-kontext-max", "flux-kontext", 0.08, aspect_ratios=FLUX_ASPECT_RATIOS,
-          max_input_images=4),
-    # Google: Gemini image models (generateContent) and the retired Imagen API (:predict)
-    # Image output tokens: 1290 per 2.5 Flash image ($30/M); 1120 (1K/2K) or 2000 (4K) per
-    # 3 Pro image ($120/M). The answer's usageMetadata wins over the per-image default.
-    _gemini("gemini-2.5-flash-image", 0.039, image_token_usd_per_million=30.0),
-    _gemini("gemini-3-pro-image-preview", 0.134, image_token_usd_per_million=120.0,
-            resolutions=("1K", "2K", "4K"), inputs=14, status="preview"),
-    _gemini("gemini-3.1-flash-image-preview", None, resolutions=("1K", "2K", "4K"), inputs=14,
-            status="preview"),
-    ModelSpec(
-        id="gemini-2.0-flash-preview-image-generation",
-        provider="google",
-        api="gemini",
-        capabilities=Capabilities(aspect_ratios=GEMINI_ASPECT_RATIOS, max_input_images=3),
-        status="retired",
-        successor="gemini-2.5-flash-image",
-        retired_note="gemini-2.0-flash-preview-image-generation is gone from Google's model list",
-    ),
-    _imagen("imagen-4.0-generate-001", 0.04),
-    _imagen("imagen-4.0-ultra-generate-001", 0.06),
-    _imagen("imagen-4.0-fast-generate-001", 0.02),
-    _imagen("imagen-3.0-generate-002", 0.03),
-    # xAI
-    _grok("grok-imagine-image", 0.02, _GROK_IMAGINE),
-    _grok("grok-imagine-image-quality", None, _GROK_IMAGINE),
-    _grok("grok-2-image", 0.07, _GROK_2, status="retired", successor="grok-imagine-image",
-          retired_note="grok-2-image was shut down by xAI in early 2026"),
-    _grok("grok-2-image-1212", 0.07, _GROK_2, status="retired", successor="grok-imagine-image",
-          retired_note="grok-2-image-1212 was shut down by xAI in early 2026"),
-)  # fmt: skip
-
-MODELS: Mapping[str, ModelSpec] = MappingProxyType({m.id: m for m in _MODELS})
-
-# Names of the original design and short forms; each resolves to exactly one model.
-ALIASES: Mapping[str, str] = MappingProxyType(
-    {
-        "openai": "gpt-image-1",
-        "gpt-image": "gpt-image-1",
-        "dall-e": "dall-e-3",
-        "stability": "sd3.5-large",
-        "sd": "sd3.5-large",
-        "sd3": "sd3.5-large",
-        "sd3.5": "sd3.5-large",
-        "sd3-large": "sd3.5-large",
-        "sd3-large-turbo": "sd3.5-large-turbo",
-        "sd3-medium": "sd3.5-medium",
-        "flux": "flux-pro-1.1",
-        "flux-pro": "flux-pro-1.1",
-        "flux-ultra": "flux-pro-1.1-ultra",
-        "flux-pro-ultra": "flux-pro-1.1-ultra",
-        "flux-kontext": "flux-kontext-pro",
-        "gemini": "gemini-2.5-flash-image",
-        "gemini-flash-image": "gemini-2.5-flash-image",
-        "gemini-pro-image": "gemini-3-pro-image-preview",
-        "imagen": "imagen-4.0-generate-001",
-        "imagen-4": "imagen-4.0-generate-001",
-        "imagen-3": "imagen-3.0-generate-002",
-        "grok": "grok-imagine-image",
-        "grok-imagine": "grok-imagine-image",
-    }
-)
-
 # Which provider a family of names belongs to (DESIGN.md § Model selection).
 _FAMILIES: tuple[tuple[tuple[str, ...], Provider], ...] = (
-    (("openai", "dall-e", "gpt-image"), "openai"),
+    (("openai", "dall-e", "gpt-image", "chatgpt-image"), "openai"),
     (("flux",), "flux"),
     (("sd", "stability", "core", "ultra"), "stability"),
     (("gemini", "imagen"), "google"),
     (("grok",), "xai"),
 )
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    requested: str
-    spec: ModelSpec
-    retired: ModelSpec | None = None  # the retired model that was asked for, if any
 
 
 def family_of(name: str) -> Provider | None:
@@ -446,61 +267,209 @@ def family_of(name: str) -> Provider | None:
     return None
 
 
-def accepted_names(provider: Provider | None = None) -> list[str]:
-    names = [m.id for m in _MODELS if provider in (None, m.provider)]
-    names += [a for a, target in ALIASES.items() if provider in (None, MODELS[target].provider)]
-    return sorted(names)
+class ResolvedModel(BaseModel):
+    """What serves a request: the model, and why it is not the one asked for, if it is not."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    requested: str
+    spec: ModelSpec
+    retired: ModelSpec | None = None  # the shut-down model that was asked for, if any
+    deprecated: bool = False  # ``spec`` is served but has an announced end
+
+    def lifecycle_notes(self) -> list[tuple[str, str]]:
+        """(warning type, message) pairs for the answer's ``warnings``."""
+        notes = []
+        if self.retired is not None:
+            gone = self.retired
+            notes.append(
+                (
+                    "model-retired",
+                    f"{gone.id} was shut down by its provider on {_iso(gone.shutdown_date)}; "
+                    f"the request was served by its successor, {self.spec.id}.",
+                )
+            )
+        if self.deprecated:
+            spec = self.spec
+            when = (
+                f"shuts down on {_iso(spec.shutdown_date)}"
+                if spec.shutdown_date
+                else "is deprecated"
+            )
+            successor = f"; move to {spec.successor}" if spec.successor else ""
+            notes.append(("model-deprecated", f"{spec.id} {when}{successor}."))
+        return notes
 
 
-def resolve_model(
-    requested: str | None, *, enabled_retired: frozenset[str] = frozenset()
-) -> ResolvedModel:
-    """Map a caller's model name to one concrete model, following retirements to a successor.
+class Catalog(_Frozen):
+    """Every model and alias, validated as a whole (``catalog.json`` plus any overlay)."""
 
-    ``enabled_retired`` names retired models a deployment still wants served directly (its
-    provider account still has them); every other retired model goes to its successor.
+    default_model: str
+    aliases: dict[str, str] = Field(default_factory=dict)
+    models: tuple[ModelSpec, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        by_id: dict[str, ModelSpec] = {}
+        for spec in self.models:
+            if spec.id in by_id:
+                raise ValueError(f"model '{spec.id}' is listed twice")
+            by_id[spec.id] = spec
+        for alias, target in self.aliases.items():
+            if alias in by_id:
+                raise ValueError(f"alias '{alias}' hides the model of the same name")
+            if target not in by_id:
+                raise ValueError(f"alias '{alias}' points at unknown model '{target}'")
+        if self.default_model not in by_id:
+            raise ValueError(f"default_model '{self.default_model}' is not in the catalog")
+        for spec in self.models:
+            _chain_end(spec, by_id)
+        return self
+
+    @cached_property
+    def by_id(self) -> dict[str, ModelSpec]:
+        return {spec.id: spec for spec in self.models}
+
+    def model(self, model_id: str) -> ModelSpec:
+        return self.by_id[model_id]
+
+    def accepted_names(self, provider: Provider | None = None) -> list[str]:
+        names = [m.id for m in self.models if provider in (None, m.provider)]
+        names += [
+            alias
+            for alias, target in self.aliases.items()
+            if provider in (None, self.by_id[target].provider)
+        ]
+        return sorted(names)
+
+    def resolve(
+        self,
+        requested: str | None,
+        *,
+        today: datetime.date,
+        enabled_retired: frozenset[str] = frozenset(),
+    ) -> ResolvedModel:
+        """Map a caller's model name to the model that serves it on ``today``.
+
+        A model past its shutdown date goes to its successor, and on down the chain to a live
+        one. ``enabled_retired`` names shut-down models a deployment still wants served directly
+        (its provider account still has them: the DALL·E and Imagen code paths).
+        """
+        name = (requested or self.default_model).strip().lower()
+        spec = self.by_id.get(self.aliases.get(name, name))
+        if spec is None:
+            provider = family_of(name)
+            scope = f" for provider '{provider}'" if provider else ""
+            accepted = self.accepted_names(provider)
+            raise UnknownModel(
+                f"Unknown model '{requested}'{scope}. Accepted: {', '.join(accepted)}.",
+                details={"accepted_models": accepted},
+            )
+        retired: ModelSpec | None = None
+        while spec.status_on(today) == "retired" and spec.id not in enabled_retired:
+            retired = retired or spec
+            spec = self.by_id[spec.successor or ""]  # validated: every chain ends alive
+        deprecated = spec.status_on(today) == "deprecated"
+        return ResolvedModel(requested=name, spec=spec, retired=retired, deprecated=deprecated)
+
+    def describe(
+        self, today: datetime.date, *, enabled_retired: frozenset[str] = frozenset()
+    ) -> dict:
+        """Every model and alias with its status on ``today`` and what serves it."""
+
+        def served_by(name: str) -> str:
+            return self.resolve(name, today=today, enabled_retired=enabled_retired).spec.id
+
+        models = [spec.describe(today) | {"served_by": served_by(spec.id)} for spec in self.models]
+        aliases = [
+            {
+                "alias": alias,
+                "model": target,
+                "provider": self.by_id[target].provider,
+                "served_by": served_by(alias),
+            }
+            for alias, target in sorted(self.aliases.items())
+        ]
+        return {
+            "as_of": today.isoformat(),
+            "default_model": self.default_model,
+            "models": models,
+            "aliases": aliases,
+        }
+
+
+def _chain_end(spec: ModelSpec, by_id: dict[str, ModelSpec]) -> ModelSpec:
+    """Where ``spec``'s successor chain ends: a model with no shutdown date, or an error."""
+    seen = [spec.id]
+    while spec.shutdown_date is not None:
+        successor = by_id.get(spec.successor or "")
+        if successor is None:
+            raise ValueError(f"{spec.id}: successor '{spec.successor}' is not in the catalog")
+        if successor.id in seen:
+            raise ValueError(f"successor chain loops: {' -> '.join([*seen, successor.id])}")
+        if successor.provider != spec.provider:
+            raise ValueError(f"{spec.id}: successor '{successor.id}' is another provider's model")
+        seen.append(successor.id)
+        spec = successor
+    return spec
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def parse_catalog(document: dict[str, Any]) -> Catalog:
+    """``catalog.json``'s shape (capability sets expanded) → a validated ``Catalog``.
+
+    Raises ``pydantic.ValidationError`` or ``ValueError`` naming what is wrong.
     """
-    name = (requested or DEFAULT_MODEL).strip().lower()
-    model_id = ALIASES.get(name, name)
-    spec = MODELS.get(model_id)
-    if spec is None:
-        provider = family_of(name)
-        scope = f" for provider '{provider}'" if provider else ""
-        accepted = accepted_names(provider)
-        raise UnknownModel(
-            f"Unknown model '{requested}'{scope}. Accepted: {', '.join(accepted)}.",
-            details={"accepted_models": accepted},
-        )
-    retired: ModelSpec | None = None
-    while spec.status == "retired" and spec.id not in enabled_retired and spec.successor:
-        retired = retired or spec
-        spec = MODELS[spec.successor]
-    return ResolvedModel(requested=name, spec=spec, retired=retired)
+    if not isinstance(document, dict):
+        raise ValueError("the catalog must be a JSON object")
+    sets = document.get("capability_sets") or {}
+    models = []
+    for entry in document.get("models") or []:
+        entry = dict(entry)
+        base = entry.pop("capability_set", None)
+        if base is not None and base not in sets:
+            raise ValueError(f"{entry.get('id')}: unknown capability_set '{base}'")
+        entry["capabilities"] = {**(sets.get(base) or {}), **(entry.get("capabilities") or {})}
+        models.append(entry)
+    return Catalog.model_validate(
+        {
+            "default_model": document.get("default_model"),
+            "aliases": document.get("aliases") or {},
+            "models": models,
+        }
+    )
+
+
+def shipped_document() -> dict[str, Any]:
+    return json.loads(CATALOG_FILE.read_text(encoding="utf-8"))
 
 
 def aspect_ratio_value(ratio: str) -> float:
-    w, h = ratio.split(":")
-    return int(w) / int(h)
+    """ "16:9" → 1.777…; "9:19.5" (xAI) works too. Raises ValueError on anything else."""
+    width, _, height = ratio.partition(":")
+    try:
+        value = float(width) / float(height)
+    except ZeroDivisionError:
+        value = math.inf
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"not an aspect ratio: {ratio!r}")
+    return value
 
 
 def log_ratio_distance(a: float, b: float) -> float:
     return abs(math.log(a) - math.log(b))
 
 
-def model_catalog(*, enabled_retired: frozenset[str] = frozenset()) -> dict:
-    """Every model and alias with what serves it, as ``GET /image/models`` lists them."""
+# Validated at import: a broken catalog fails the function's cold start, not a request.
+SHIPPED_CATALOG: Catalog = parse_catalog(shipped_document())
+# Views of the shipped catalog (no overlay): the one in force is ``catalog.current_catalog()``.
+MODELS: Mapping[str, ModelSpec] = MappingProxyType(SHIPPED_CATALOG.by_id)
+ALIASES: Mapping[str, str] = MappingProxyType(SHIPPED_CATALOG.aliases)
+DEFAULT_MODEL: str = SHIPPED_CATALOG.default_model
 
-    def served_by(name: str) -> str:
-        return resolve_model(name, enabled_retired=enabled_retired).spec.id
 
-    models = [spec.describe() | {"served_by": served_by(spec.id)} for spec in _MODELS]
-    aliases = [
-        {
-            "alias": alias,
-            "model": target,
-            "provider": MODELS[target].provider,
-            "served_by": served_by(alias),
-        }
-        for alias, target in sorted(ALIASES.items())
-    ]
-    return {"default_model": DEFAULT_MODEL, "models": models, "aliases": aliases}
+def accepted_names(provider: Provider | None = None) -> list[str]:
+    """Every model id and alias of the shipped catalog (the tool schema's enum)."""
+    return SHIPPED_CATALOG.accepted_names(provider)

@@ -8,6 +8,7 @@ The job itself runs in the pipeline (``pipeline.py``); delivery is ``delivery.py
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from image_common.errors import (
     ProviderTimeout,
 )
 from image_common.settings import MiB, ServiceSettings
+from image_service import catalog as catalogs
 from image_service.delivery import PreparedGeneration
 from image_service.inputs import load_input_image
 from image_service.job_records import JobRecord
@@ -38,7 +40,7 @@ from image_service.models import ImageGenerationRequest
 from image_service.normalize import normalize_settings
 from image_service.providers import get_image_provider
 from image_service.providers.base import ImageProvider, ProviderRequest, SettingWarning
-from image_service.registry import ResolvedModel, resolve_model
+from image_service.registry import Catalog, ResolvedModel
 from image_service.storage import ImageStore
 from image_service.usage import Charge, UsageLedger, usage_ledger_for
 from image_service.webhooks import check_callback_url
@@ -79,8 +81,12 @@ class ImageService:
         job_store: JobStore | None = None,
         usage: UsageLedger | None = None,
         clock: Callable[[], float] = time.monotonic,
+        catalog: Callable[[], Catalog] = catalogs.current_catalog,
+        today: Callable[[], datetime.date] = catalogs.today,
     ) -> None:
         self.settings = settings
+        self.catalog = catalog  # the catalog in force (shipped file + ops overlay)
+        self.today = today  # the clock that decides which models are shut down
         self.store = store
         self.provider_for = provider_for
         self.clock = clock  # seconds, for a request's deadline; tests move it by hand
@@ -107,9 +113,7 @@ class ImageService:
         """Resolve, fit and load the inputs. ``timeout_seconds`` is the whole request's time:
         what fetching input images uses, the provider call does not get again."""
         deadline = self.clock() + timeout_seconds
-        resolved = resolve_model(
-            request.image.model, enabled_retired=self.settings.retired_models_enabled
-        )
+        resolved = self.resolve_model(request.image.model)
         settings, warnings = normalize_settings(request.prompt, request.image, resolved.spec)
         warnings = _retirement_warnings(resolved) + warnings
         image = request.image
@@ -131,6 +135,17 @@ class ImageService:
             timeout_seconds=remaining,
         )
         return PreparedGeneration(request, resolved.spec, provider_request, warnings)
+
+    def resolve_model(self, requested: str | None) -> ResolvedModel:
+        return self.catalog().resolve(
+            requested, today=self.today(), enabled_retired=self.settings.retired_models_enabled
+        )
+
+    def model_catalog(self) -> dict[str, Any]:
+        """``GET /image/models``: every model and alias, with its status today."""
+        return self.catalog().describe(
+            self.today(), enabled_retired=self.settings.retired_models_enabled
+        )
 
     def _load_inputs(self, customer_id: int, references: list[tuple[str, str]], deadline: float):
         """Each input image within the request's time, checked against its total size budget."""
@@ -234,8 +249,8 @@ class ImageService:
         if self.usage is None:
             return None
         settings = prepared.provider_request.settings
-        estimate = prepared.model.pricing.per_image(
-            quality=settings.quality or "auto", size=settings.size
+        estimate = prepared.model.pricing.image_price(
+            quality=settings.quality or "auto", size=settings.size, resolution=settings.resolution
         )
         return self.usage.admit(
             prepared.request.customer_id,
@@ -283,13 +298,4 @@ class ImageService:
 
 
 def _retirement_warnings(resolved: ResolvedModel) -> list[SettingWarning]:
-    if resolved.retired is None:
-        return []
-    note = resolved.retired.retired_note or f"{resolved.retired.id} is retired"
-    return [
-        SettingWarning(
-            "model-retired",
-            "model",
-            f"{note}; the request was served by its successor, {resolved.spec.id}.",
-        )
-    ]
+    return [SettingWarning(kind, "model", message) for kind, message in resolved.lifecycle_notes()]

@@ -26,7 +26,9 @@ from image_service.http import download
 from image_service.images import ImageBytes, check_base64, sniff_mime
 from image_service.registry import ModelSpec
 
-WarningType = Literal["unsupported-setting", "adjusted-setting", "model-retired", "other"]
+WarningType = Literal[
+    "unsupported-setting", "adjusted-setting", "model-retired", "model-deprecated", "other"
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class GenerationSettings:
     aspect_ratio: str | None = None  # set when the model takes a ratio
     resolution: str | None = None  # size tier sent beside a ratio (Gemini, xAI)
     quality: str | None = None
+    complexity: str | None = None  # gpt-image-2.6
     output_format: str | None = None
     seed: int | None = None
     negative_prompt: str | None = None
@@ -68,6 +71,7 @@ class GenerationSettings:
             "aspect_ratio": self.aspect_ratio,
             "resolution": self.resolution,
             "quality": self.quality,
+            "complexity": self.complexity,
             "output_format": self.output_format,
             "seed": self.seed,
             "negative_prompt": self.negative_prompt,

@@ -5,11 +5,13 @@ pipeline (``pipeline.py``, the job state machine in AWS) calls one by one: ``bui
 ``submit``, ``poll`` every interval, ``fetch_result``.
 
 Wire contract (PROVIDERS.md): ``x-key`` auth; ``width``/``height`` (multiples of 32, 256–1440)
-for dev/pro, ``aspect_ratio`` for ultra and kontext; ``image_prompt`` (dev/pro/ultra) or
-``input_image`` (+ ``_2``..``_4``, kontext) as base64; statuses ``Pending``, ``Ready``,
+for dev/pro, multiples of 16 up to 4 MP for FLUX.2, ``aspect_ratio`` for ultra and kontext;
+``image_prompt`` (dev/pro/ultra) or ``input_image`` (+ ``_2``..``_4`` kontext, ..``_8`` FLUX.2)
+as base64; statuses ``Pending``, ``Ready``,
 ``Request Moderated``, ``Content Moderated``, ``Error``, ``Task not found``. ``result.sample`` is
 a signed URL valid about ten minutes, fetched over https **without** ``x-key``: it is a delivery
-host, not the API. ``cost`` in the submit answer is in credits (1 credit = $0.01).
+host, not the API. ``cost`` in the submit answer is in credits (1 credit = $0.01); FLUX.2 is
+priced per megapixel, and that answer's ``cost`` already counts them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from image_service.providers.base import (
     download_provider_image,
     merge_provider_options,
 )
+from image_service.registry import ModelSpec
 
 NAME = "flux"
 USD_PER_CREDIT = 0.01
@@ -57,17 +60,19 @@ FAILED_STATUSES = frozenset({"Error", "Task not found"})
 
 # Provider-only parameters (``provider_options``) and their bounds, per model; anything else
 # is dropped with a warning rather than sent to an API that rejects unknown fields.
+# (safety_tolerance's upper bound is the model's: 6 on FLUX.1, 5 on FLUX.2 — in the catalog.)
 _COMMON_OPTIONS: dict[str, tuple[type, float | None, float | None]] = {
-    "safety_tolerance": (int, 0, 6),
     "prompt_upsampling": (bool, None, None),
 }
 _MODEL_OPTIONS: dict[str, dict[str, tuple[type, float | None, float | None]]] = {
     "flux-dev": {"steps": (int, 1, 50), "guidance": (float, 1.5, 5)},
     "flux-pro-1.1-ultra": {"raw": (bool, None, None), "image_prompt_strength": (float, 0, 1)},
+    "flux-2-flex": {"steps": (int, 1, 50), "guidance": (float, 1.5, 10)},
 }
-_IMAGE_FIELDS = frozenset(
-    {"image_prompt", "input_image", "input_image_2", "input_image_3", "input_image_4"}
-)
+# input_image … input_image_8 (kontext takes up to 4, FLUX.2 up to 8, klein 4)
+_INPUT_IMAGE_FIELDS = ("input_image", *(f"input_image_{i}" for i in range(2, 9)))
+_IMAGE_FIELDS = frozenset({"image_prompt", *_INPUT_IMAGE_FIELDS})
+_SIZED_APIS = frozenset({"flux-dimensions", "flux-2"})  # width/height, not aspect_ratio
 # Set by the service from the request, or not ours to set (we poll; webhooks are not used).
 _RESERVED = _IMAGE_FIELDS | {
     "prompt", "width", "height", "aspect_ratio", "seed", "output_format", "webhook_url",
@@ -101,7 +106,7 @@ def build_body(request: ProviderRequest) -> FluxBody:
     """The submit body for one image of ``request`` (Flux makes one image per task)."""
     model, settings = request.model, request.settings
     body: dict[str, Any] = {"prompt": request.prompt}
-    if model.api == "flux-dimensions":
+    if model.api in _SIZED_APIS:
         body["width"], body["height"] = settings.width, settings.height
     elif settings.aspect_ratio:
         body["aspect_ratio"] = settings.aspect_ratio
@@ -110,13 +115,11 @@ def build_body(request: ProviderRequest) -> FluxBody:
     if settings.output_format:
         body["output_format"] = settings.output_format
     images = [base64.b64encode(image.data).decode("ascii") for image in request.input_images]
-    if images and model.api == "flux-kontext":
-        body["input_image"] = images[0]
-        for index, image in enumerate(images[1:], start=2):
-            body[f"input_image_{index}"] = image
+    if images and model.api in ("flux-kontext", "flux-2"):
+        body |= dict(zip(_INPUT_IMAGE_FIELDS, images, strict=False))
     elif images:
         body["image_prompt"] = images[0]
-    warnings = _merge_options(body, request.provider_options, model.id)
+    warnings = _merge_options(body, request.provider_options, model)
     return FluxBody(body=body, warnings=warnings)
 
 
@@ -204,9 +207,13 @@ def create_provider() -> FluxProvider:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _merge_options(body: dict[str, Any], options: dict[str, Any], model_id: str) -> list:
+def _merge_options(body: dict[str, Any], options: dict[str, Any], model: ModelSpec) -> list:
     """Only the options this model takes, type- and range-checked; the rest is warned about."""
+    model_id = model.id
+    tolerance = model.capabilities.safety_tolerance_max
     accepted = _COMMON_OPTIONS | _MODEL_OPTIONS.get(model_id, {})
+    if tolerance is not None:
+        accepted = accepted | {"safety_tolerance": (int, 0, tolerance)}
     warnings, checked = [], {}
     for key, value in options.items():
         if key in accepted:

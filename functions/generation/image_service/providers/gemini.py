@@ -132,19 +132,30 @@ def _content_image(answer: dict[str, Any]) -> GeneratedImage:
 
 
 def _usage_cost(usage: Any, request: ProviderRequest) -> float | None:
-    """Image output tokens × the model's image token price, when both are known."""
-    rate = request.model.pricing.output_token_usd_per_million
-    if not isinstance(usage, dict) or rate is None:
+    """``usageMetadata`` priced by kind: prompt text and image tokens, image output tokens.
+    None when the image output count is missing or a counted kind has no price."""
+    if not isinstance(usage, dict):
         return None
-    details = usage.get("candidatesTokensDetails")
-    tokens = [
-        d.get("tokenCount")
-        for d in (details if isinstance(details, list) else [])
-        if isinstance(d, dict) and d.get("modality") == "IMAGE"
-    ]
-    if not tokens or not all(isinstance(t, int) for t in tokens):
+    output = _by_modality(usage.get("candidatesTokensDetails"))
+    if not output.get("IMAGE"):
         return None
-    return round(sum(tokens) * rate / 1_000_000, 6)
+    prompt = _by_modality(usage.get("promptTokensDetails"))
+    if not prompt and isinstance(usage.get("promptTokenCount"), int):
+        prompt = {"TEXT": usage["promptTokenCount"]}  # no breakdown: count it all as text
+    return request.model.pricing.token_cost(
+        text_input=prompt.get("TEXT", 0),
+        image_input=prompt.get("IMAGE", 0),
+        image_output=output["IMAGE"],
+    )
+
+
+def _by_modality(details: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in details if isinstance(details, list) else []:
+        tokens = item.get("tokenCount") if isinstance(item, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+            counts[item.get("modality")] = counts.get(item.get("modality"), 0) + tokens
+    return counts
 
 
 # --- predict (Imagen, retired on the Gemini API) ---------------------------------------------

@@ -35,7 +35,7 @@ NAME = "openai"
 MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 MAX_MASK_BYTES = 4 * 1024 * 1024
 _RESERVED = frozenset(
-    {"model", "prompt", "n", "size", "quality", "output_format", "response_format", "style",
+    {"model", "prompt", "n", "size", "quality", "complexity", "output_format", "response_format", "style",
      "image", "image[]", "mask"}
 )  # fmt: skip
 
@@ -83,6 +83,8 @@ class OpenAIProvider:
             body["size"] = settings.size
         if settings.quality:
             body["quality"] = settings.quality
+        if settings.complexity:
+            body["complexity"] = settings.complexity
         if model.api == "dall-e":
             body["response_format"] = "b64_json"
             if settings.style_preset:
@@ -148,14 +150,25 @@ def _image(item: Any) -> GeneratedImage:
 
 
 def _usage_cost(usage: Any, request: ProviderRequest) -> float | None:
-    """Image output tokens × the model's token price, when both are known."""
-    rate = request.model.pricing.output_token_usd_per_million
-    if not isinstance(usage, dict) or rate is None:
+    """``usage`` priced by kind: text and image input tokens (``input_tokens_details``) and
+    image output tokens. None when a count is missing or a counted kind has no price."""
+    if not isinstance(usage, dict):
         return None
-    tokens = usage.get("output_tokens")
-    if not isinstance(tokens, int):
+    output, total_input = usage.get("output_tokens"), usage.get("input_tokens", 0)
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict):
+        text, image = details.get("text_tokens", 0), details.get("image_tokens", 0)
+    elif not request.input_images:  # no breakdown, no input images: every input token is text
+        text, image = total_input, 0
+    else:
         return None
-    return round(tokens * rate / 1_000_000, 6)
+    if not all(_count(v) for v in (output, text, image)):
+        return None
+    return request.model.pricing.token_cost(text_input=text, image_input=image, image_output=output)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def create_provider() -> OpenAIProvider:

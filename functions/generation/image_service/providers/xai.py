@@ -4,7 +4,8 @@ The shape is OpenAI-like with xAI's own size vocabulary: ``aspect_ratio`` and ``
 never ``size`` or ``style`` (xAI answers "Argument not supported"). Input images travel as data
 URLs in ``image`` (one) or ``images`` (several). We ask for ``b64_json``; a ``url`` answer is
 downloaded with the SSRF guard. ``respect_moderation: false`` on an item, or no item at all,
-means the image was refused. ``usage.cost_in_usd_ticks`` is the billed cost
+means the image was refused, and grok-imagine-image-2.0 may say why in ``block_reason``.
+``usage.cost_in_usd_ticks`` is the billed cost
 (1 USD = 10_000_000_000 ticks, docs.x.ai "Cost Tracking").
 """
 
@@ -117,6 +118,11 @@ def _body(request: ProviderRequest) -> tuple[dict[str, Any], list[SettingWarning
 
 
 def _images(answer: dict[str, Any]) -> tuple[list[GeneratedImage], int]:
+    block = answer.get("block_reason")  # grok-imagine-image-2.0 says why it refused
+    if block:
+        raise ContentPolicyViolation(
+            f"The xai provider's moderation refused the request ({str(block)[:80]})."
+        )
     data = answer.get("data")
     if data is None:
         raise ProviderError("The xai provider sent an answer without data.")

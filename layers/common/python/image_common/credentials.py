@@ -23,10 +23,6 @@ from image_common.errors import ProviderError, ProviderNotConfigured
 from image_common.provider_identity import PROVIDERS, ProviderIdentity
 from image_common.secret_extension import SecretUnavailable, read_secret_from_environment
 
-# provider → (environment prefix, default base URL)
-PROVIDER_ENDPOINTS: dict[str, tuple[str, str]] = {
-    name: (p.env_prefix, p.default_base_url) for name, p in PROVIDERS.items()
-}
 SECRET_MAX_AGE_SECONDS = 3600
 logger = Logger(child=True)
 
