@@ -71,7 +71,13 @@ def test_only_the_authorizer_carries_pyjwt_and_cryptography():
         return {line.split("==")[0].split("[")[0] for line in text.splitlines() if "==" in line}
 
     assert wanted("authorizer") == {"pyjwt"}
-    assert wanted("generation") == {"aws-lambda-powertools", "pydantic", "httpx", "multipart"}
+    assert wanted("generation") == {
+        "aws-lambda-powertools",
+        "pydantic",
+        "httpx",
+        "multipart",
+        "standardwebhooks",
+    }
 
 
 def test_fingerprint_follows_requirements_constraints_python_and_compilation(inputs):

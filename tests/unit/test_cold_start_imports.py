@@ -1,5 +1,5 @@
-"""Cold start: the handler module imports what a request needs and nothing more — and so does
-a first request in data-URL mode, with the provider key read through the secrets extension."""
+"""Cold start: the handler module imports what a request needs and nothing more — and a job's
+first provider call reads its key through the secrets extension, without boto3 or cryptography."""
 
 import json
 import subprocess
@@ -21,9 +21,15 @@ import generation
 class Context:  # what Powertools' logger reads from Lambda's context
     function_name, memory_limit_in_mb, aws_request_id = "generation", 1024, "probe-1"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:generation"
-if os.environ.get("PROBE_EVENT"):
-    result = generation.handler(json.loads(os.environ["PROBE_EVENT"]), Context())
-    print(json.dumps({"success": result["success"], "url": result.get("image_url", "")[:30]}))
+if os.environ.get("PROBE_EVENT"):  # what a job's run task does: prepare, then the provider call
+    from image_service.models import parse_request
+    from image_service.pipeline import call_provider
+    from image_service.providers import get_image_provider
+    service = generation.image_service()
+    prepared = service.prepare(parse_request(json.loads(os.environ["PROBE_EVENT"])),
+                               timeout_seconds=20)
+    result = call_provider(get_image_provider("openai"), prepared.provider_request)
+    print(json.dumps({"success": True, "url": result.images[0].image.to_data_url()[:30]}))
 print(json.dumps(sorted(m for m in sys.modules)))
 """
 NEVER_ON_THE_FIRST_REQUEST = {
@@ -83,7 +89,7 @@ def provider_and_extension():
     server.server_close()
 
 
-def test_a_first_data_url_request_reads_the_key_without_boto3_or_cryptography(
+def test_a_first_provider_call_reads_the_key_through_the_extension_without_boto3(
     provider_and_extension,
 ):
     emulator, extension = provider_and_extension
