@@ -181,3 +181,47 @@ def test_a_provider_rate_limit_raises_rate_limit_error_with_retry_after(client, 
     assert_openai_error(raised.value, "rate_limit_exceeded")
     assert raised.value.response.headers["retry-after"] == "7"
     assert calls(local_stack, "openai") == before + 1
+
+
+# --- slow models: the SDK's own retries fetch the image -----------------------------------------
+
+
+def openai_calls_for(local_stack, prompt: str) -> int:
+    """Provider calls the OpenAI emulator received for this prompt."""
+    calls = 0
+    for request in local_stack.stack.emulators["openai"].requests:
+        try:
+            calls += request.json().get("prompt") == prompt
+        except ValueError:
+            continue
+    return calls
+
+
+def test_a_slow_generation_completes_through_the_sdks_default_retries_with_one_provider_call(
+    local_stack,
+):
+    # Compressed time (tests/e2e/conftest.py): the request waits 6 s for its job, the provider
+    # takes 10 s — the 20 s / 40 s case. The first attempt gets a retryable 503 with
+    # Retry-After: 1; the SDK's default retry (max_retries=2) attaches to the same job.
+    prompt = "A cathedral in fog, every stone drawn [delay=10] #sdk-retry"
+    with OpenAI(base_url=f"{local_stack.base_url}/v1", api_key=local_stack.token(1)) as sdk:
+        assert sdk.max_retries == 2  # the SDK's default, untouched
+        response = sdk.images.with_raw_response.generate(
+            model="gpt-image-2", prompt=prompt, quality="high"
+        )
+
+    assert response.retries_taken >= 1  # it did not finish inside the first request
+    assert_openai_schema("ImagesResponse", raw_json(response))
+    result = response.parse()
+    assert Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).format == "PNG"
+    assert openai_calls_for(local_stack, prompt) == 1  # paid once, however often it was asked
+
+    # The answer was delivered: the same request again is a new image — a new job, not a replay.
+    with OpenAI(base_url=f"{local_stack.base_url}/v1", api_key=local_stack.token(1)) as sdk:
+        with pytest.raises(openai.InternalServerError) as pending:
+            sdk.with_options(max_retries=0).images.generate(
+                model="gpt-image-2", prompt=prompt, quality="high"
+            )
+    error = pending.value.response.json()["error"]
+    assert pending.value.status_code == 503 and error["code"] == "job_pending"
+    assert error["job_id"] != result.model_extra["job_id"]
