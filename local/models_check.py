@@ -41,16 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     except CheckConfigurationError as error:
         print(error, file=sys.stderr)
         return USAGE_ERROR
-    today = args.today or datetime.datetime.now(datetime.UTC).date()
     warning_days = args.warning_days or settings.warning_days
     try:
+        today = args.today or _service_today()
         with _providers(today, start_emulators=not args.no_emulators) as started:
             report = _run(today, warning_days, settings.acknowledged)
-    except ValueError as error:  # a bad EMULATOR_PLANTED_MODELS
+    except ValueError as error:  # a bad CATALOG_DATE or EMULATOR_PLANTED_MODELS
         print(error, file=sys.stderr)
         return USAGE_ERROR
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report, started))
     return report.exit_code
+
+
+def _service_today() -> datetime.date:
+    """The service's calendar: ``CATALOG_DATE`` when pinned (local stack), else UTC today."""
+    from image_service.catalog import CatalogSettings
+
+    return CatalogSettings.from_environ(os.environ).clock()()
 
 
 def _run(today: datetime.date, warning_days: int, acknowledged: frozenset[str]):
@@ -88,7 +95,7 @@ def _providers(today: datetime.date, *, start_emulators: bool) -> Iterator[set[s
             )
             if configured or not start_emulators:
                 continue
-            emulator = EMULATORS[provider](clock=lambda: today)
+            emulator = EMULATORS[provider](clock=lambda: today)  # the check's day is theirs
             servers.append(emulator.serve(HOST, 0))
             os.environ[identity.base_url_variable] = served_base_url(emulator)
             os.environ[identity.api_key_variable] = EMULATOR_API_KEY
@@ -193,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--today",
         type=datetime.date.fromisoformat,
-        help="check as of this day (YYYY-MM-DD; default: today, UTC)",
+        help="check as of this day (YYYY-MM-DD; default: $CATALOG_DATE, else today in UTC)",
     )
     parser.add_argument(
         "--warning-days",

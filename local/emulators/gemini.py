@@ -96,7 +96,8 @@ class GeminiEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1beta/models``: what a test may plant in or withdraw from."""
-        return ModelListing(GEMINI_LISTED, today=lambda: self.clock())
+        # the emulator's own calendar, read on every list (a test may change the clock)
+        return ModelListing(self.provider, GEMINI_LISTED, clock=lambda: self.clock())
 
     def route(self, request: EmulatorRequest) -> EmulatorResponse:
         if request.method == "GET" and request.path == "/v1beta/models":

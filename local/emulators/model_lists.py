@@ -1,9 +1,12 @@
-"""The model lists the emulated providers publish, as of a day — and what a test plants in them.
+"""The model lists the emulated providers publish, as of the emulator's date — and what a test
+plants in them.
 
 What each provider lists is the emulator's own knowledge of that provider (PROVIDERS.md,
-2026-11-30), never the service's catalog: otherwise the drift check could never find a
-difference. A model past its shutdown date is no longer listed (as the real lists do); OpenAI
-publishes the ``shutdown_date`` of a deprecated model, Gemini and xAI publish none.
+2026-11-30): the models below, with their shutdown dates from the same table the emulators
+refuse shut-down models by (``lifecycle.SHUTDOWN_DATES``) — never the service's catalog,
+otherwise the drift check could never find a difference. A model past its shutdown date is no
+longer listed (as the real lists do); OpenAI publishes the ``shutdown_date`` of a deprecated
+model, Gemini and xAI publish none.
 
 Planting (tests, ``make models-check``): ``emulator.model_listing.plant("gpt-image-2",
 shutdown_date=date(2026, 12, 10))`` announces a shutdown, ``plant("gpt-image-9")`` adds a model
@@ -15,24 +18,21 @@ from __future__ import annotations
 
 import base64
 import datetime
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from local.emulators.base import EmulatorResponse
+from local.emulators.lifecycle import SHUTDOWN_DATES, Clock, utc_today
 
 PLANT_VARIABLE = "EMULATOR_PLANTED_MODELS"
 CREATED = 1767225600  # a fixed "created" timestamp: the lists are deterministic
 
 
-def utc_today() -> datetime.date:
-    return datetime.datetime.now(datetime.UTC).date()
-
-
 @dataclass(frozen=True)
 class ListedModel:
     id: str
-    shutdown_date: datetime.date | None = None  # the provider's date (published by OpenAI only)
+    shutdown_date: datetime.date | None = None  # the provider's date: lifecycle's, or planted
     aliases: tuple[str, ...] = ()  # xAI
     methods: tuple[str, ...] = ("generateContent", "countTokens")  # Gemini
     image: bool = True  # xAI's image list holds image models only
@@ -44,15 +44,14 @@ def _d(text: str) -> datetime.date:
 
 # --- what each provider lists (PROVIDERS.md § Model lifecycle) -------------------------------
 
-_RETIRE_2026_12_01 = _d("2026-12-01")
 OPENAI_LISTED = (
-    ListedModel("dall-e-2", _d("2026-05-12")),
-    ListedModel("dall-e-3", _d("2026-05-12")),
-    ListedModel("gpt-image-1", _d("2026-10-23")),
-    ListedModel("gpt-image-1.5", _RETIRE_2026_12_01),
-    ListedModel("gpt-image-1.5-2025-12-16", _RETIRE_2026_12_01),
-    ListedModel("gpt-image-1-mini", _RETIRE_2026_12_01),
-    ListedModel("chatgpt-image-latest", _RETIRE_2026_12_01),
+    ListedModel("dall-e-2"),
+    ListedModel("dall-e-3"),
+    ListedModel("gpt-image-1"),
+    ListedModel("gpt-image-1.5"),
+    ListedModel("gpt-image-1.5-2025-12-16"),
+    ListedModel("gpt-image-1-mini"),
+    ListedModel("chatgpt-image-latest"),
     ListedModel("gpt-image-2"),
     ListedModel("gpt-image-2-2026-04-21"),
     ListedModel("gpt-image-2.5-flare"),
@@ -67,15 +66,14 @@ OPENAI_LISTED = (
 )
 _PREDICT = ("predict",)
 GEMINI_LISTED = (
-    # "gone" (PROVIDERS.md): the day is the emulator's assumption.
-    ListedModel("gemini-2.0-flash-preview-image-generation", _d("2025-11-14")),
-    ListedModel("gemini-3-pro-image-preview", _d("2026-06-25")),
-    ListedModel("gemini-3.1-flash-image-preview", _d("2026-06-25")),
-    ListedModel("imagen-4.0-generate-001", _d("2026-08-17"), methods=_PREDICT),
-    ListedModel("imagen-4.0-ultra-generate-001", _d("2026-08-17"), methods=_PREDICT),
-    ListedModel("imagen-4.0-fast-generate-001", _d("2026-08-17"), methods=_PREDICT),
-    ListedModel("imagen-3.0-generate-002", _d("2026-08-17"), methods=_PREDICT),
-    ListedModel("gemini-2.5-flash-image", _d("2026-10-02")),
+    ListedModel("gemini-2.0-flash-preview-image-generation"),
+    ListedModel("gemini-3-pro-image-preview"),
+    ListedModel("gemini-3.1-flash-image-preview"),
+    ListedModel("imagen-4.0-generate-001", methods=_PREDICT),
+    ListedModel("imagen-4.0-ultra-generate-001", methods=_PREDICT),
+    ListedModel("imagen-4.0-fast-generate-001", methods=_PREDICT),
+    ListedModel("imagen-3.0-generate-002", methods=_PREDICT),
+    ListedModel("gemini-2.5-flash-image"),
     ListedModel("gemini-3.1-flash-image"),
     ListedModel("gemini-3-pro-image"),
     ListedModel("gemini-nano-banana-2.1"),
@@ -86,28 +84,29 @@ GEMINI_LISTED = (
     ListedModel("gemini-embedding-001", image=False, methods=("embedContent",)),
 )
 XAI_LISTED = (
-    # "early 2026" (PROVIDERS.md): the day is the emulator's assumption.
-    ListedModel("grok-2-image-1212", _d("2026-02-28"), aliases=("grok-2-image",)),
-    ListedModel(
-        "grok-imagine-image-quality", _d("2026-11-02"), aliases=("grok-imagine-image-pro",)
-    ),
+    ListedModel("grok-2-image-1212", aliases=("grok-2-image",)),
+    ListedModel("grok-imagine-image-quality", aliases=("grok-imagine-image-pro",)),
     ListedModel("grok-imagine-image"),
     ListedModel("grok-imagine-image-2.0"),
 )
 
 
 class ModelListing:
-    """One provider's list as of ``today()``, with what a test planted or withdrew."""
+    """One provider's list as of ``clock()``, with what a test planted or withdrew."""
 
     def __init__(
         self,
+        provider: str,
         models: Iterable[ListedModel],
         *,
-        today: Callable[[], datetime.date] = utc_today,
+        clock: Clock = utc_today,
         publishes_shutdown_dates: bool = False,
     ) -> None:
-        self._models = {m.id: m for m in models}
-        self.today = today
+        dates = SHUTDOWN_DATES.get(provider, {})
+        self._models = {
+            m.id: replace(m, shutdown_date=m.shutdown_date or dates.get(m.id)) for m in models
+        }
+        self.clock = clock
         self.publishes_shutdown_dates = publishes_shutdown_dates
         self.fail_status: int | None = None  # a test sets it: the list answers this error
         self.page_size_limit = 1000  # Gemini's maximum; a test lowers it to see pagination
@@ -133,7 +132,7 @@ class ModelListing:
         self._models.pop(model_id)
 
     def current(self) -> list[ListedModel]:
-        today = self.today()
+        today = self.clock()
         return [
             m for m in self._models.values() if m.shutdown_date is None or m.shutdown_date > today
         ]

@@ -95,8 +95,9 @@ class OpenAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/models``: what a test may plant in or withdraw from."""
+        # the emulator's own calendar, read on every list (a test may change the clock)
         return ModelListing(
-            OPENAI_LISTED, today=lambda: self.clock(), publishes_shutdown_dates=True
+            self.provider, OPENAI_LISTED, clock=lambda: self.clock(), publishes_shutdown_dates=True
         )
 
     def _edit(self, request: EmulatorRequest) -> EmulatorResponse:

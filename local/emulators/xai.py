@@ -128,7 +128,8 @@ class XAIEmulator(Emulator):
     @cached_property
     def model_listing(self) -> ModelListing:
         """``GET /v1/image-generation-models``: what a test may plant in or withdraw from."""
-        return ModelListing(XAI_LISTED, today=lambda: self.clock())
+        # the emulator's own calendar, read on every list (a test may change the clock)
+        return ModelListing(self.provider, XAI_LISTED, clock=lambda: self.clock())
 
     def _generate(self, body: dict) -> EmulatorResponse:
         prompt = body["prompt"]

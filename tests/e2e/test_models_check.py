@@ -25,6 +25,7 @@ def _clean_environment() -> dict[str, str]:
         env.pop(identity.api_key_variable, None)
         env.pop(identity.base_url_variable, None)
         env.pop(identity.secret_arn_variable, None)
+    env.pop("CATALOG_DATE", None)
     return env
 
 
@@ -35,6 +36,7 @@ def fresh_machine(monkeypatch):
         monkeypatch.delenv(identity.base_url_variable, raising=False)
         monkeypatch.delenv(identity.secret_arn_variable, raising=False)
     monkeypatch.delenv("EMULATOR_PLANTED_MODELS", raising=False)
+    monkeypatch.delenv("CATALOG_DATE", raising=False)  # the local stack's pinned calendar
 
 
 def rows(table: str) -> dict[tuple[str, str], list[str]]:
@@ -118,6 +120,23 @@ def test_an_unreachable_configured_provider_exits_2_when_nothing_else_drifts(
     assert code == 2
     assert any(line.split()[:2] == ["xai", "FAILED"] for line in out.splitlines())
     assert "could not be read" in out
+
+
+def test_without_today_the_check_uses_the_service_s_pinned_catalog_date(
+    fresh_machine, monkeypatch, capsys
+):
+    monkeypatch.setenv("CATALOG_DATE", "2026-10-22")  # the day before gpt-image-1 shut down
+    assert models_check.main(["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["today"] == "2026-10-22"
+    soon = {f["model"] for f in report["findings"] if f["kind"] == "shutdown_soon"}
+    assert "gpt-image-1" in soon  # listed by the emulator on that day, with its date
+
+
+def test_a_bad_catalog_date_exits_64(fresh_machine, monkeypatch, capsys):
+    monkeypatch.setenv("CATALOG_DATE", "someday")
+    assert models_check.main([]) == models_check.USAGE_ERROR
+    assert "CATALOG_DATE" in capsys.readouterr().err
 
 
 def test_the_environment_is_put_back_after_a_run(fresh_machine):

@@ -36,10 +36,7 @@ LISTED = ("openai", "google", "xai")
 @pytest.fixture
 def providers(monkeypatch, secrets_extension):
     """Keys only in the providers' secrets (as deployed); every emulator listing as of TODAY."""
-    started = {provider: cls() for provider, cls in EMULATORS.items()}
-    for emulator in started.values():
-        if hasattr(emulator, "model_listing"):
-            emulator.model_listing.today = lambda: TODAY
+    started = {provider: cls(clock=lambda: TODAY) for provider, cls in EMULATORS.items()}
     with mock_aws():
         for provider in LISTED:
             arn = _create_secret({"api_key": PROVIDER_KEYS[provider]}, f"providers/{provider}")
@@ -194,3 +191,38 @@ def test_a_manual_invoke_without_a_time_checks_for_the_current_utc_day(models_ch
     after = datetime.datetime.now(datetime.UTC).date()
     assert checked in (before, after)
     assert models_check.check_day({"time": "yesterday"}) in (before, after)
+
+
+def test_an_ops_overlay_that_records_the_shutdown_turns_the_drift_into_information(
+    providers, models_check, lambda_context, monkeypatch
+):
+    import boto3
+
+    from image_service import catalog
+
+    providers["openai"].model_listing.plant("gpt-image-2", shutdown_date=datetime.date(2026, 12, 9))
+    before = models_check.handler(SCHEDULED_EVENT, lambda_context)
+    overlay = {
+        "models": {
+            "gpt-image-2": {"shutdown_date": "2026-12-09", "successor": "gpt-image-2.6-flare"}
+        }
+    }
+    boto3.client("ssm").put_parameter(
+        Name="/image-service-test/catalog-overlay", Value=json.dumps(overlay), Type="String"
+    )
+    monkeypatch.setenv("CATALOG_OVERLAY_PARAMETER", "/image-service-test/catalog-overlay")
+    catalog.catalog_settings.cache_clear()
+    catalog.catalog_source.cache_clear()
+    try:
+        after = models_check.handler(SCHEDULED_EVENT, lambda_context)
+    finally:
+        catalog.catalog_settings.cache_clear()
+        catalog.catalog_source.cache_clear()
+
+    def gpt_image_2(answer):
+        (finding,) = [f for f in answer["findings"] if f["model"] == "gpt-image-2"]
+        return finding["kind"], finding["drift"], finding["catalog_shutdown"]
+
+    assert gpt_image_2(before) == ("shutdown_soon", True, None)
+    assert gpt_image_2(after) == ("shutdown_soon", False, "2026-12-09")
+    assert after["drift_count"] == before["drift_count"] - 1

@@ -28,11 +28,11 @@ SPEC_PATH = Path(__file__).parents[1] / "specs" / "openai-openapi.yaml"
 
 @pytest.fixture
 def listed(emulator_over_http):
-    """Serve one provider's emulator over HTTP, listing models as of ``TODAY``."""
+    """Serve one provider's emulator over HTTP; its calendar is ``TODAY``."""
 
     def serve(provider: str):
         emulator = emulator_over_http(provider)
-        emulator.model_listing.today = lambda: TODAY
+        assert emulator.clock() == TODAY
         return emulator
 
     return serve
@@ -113,9 +113,9 @@ def test_gemini_list_follows_every_page(listed):
 
 def test_gemini_list_keeps_imagen_only_while_google_lists_it(listed):
     emulator = listed("google")
-    emulator.model_listing.today = lambda: datetime.date(2026, 8, 16)  # the day before shutdown
+    emulator.clock = lambda: datetime.date(2026, 8, 16)  # the day before Imagen's shutdown
     assert {"imagen-4.0-generate-001", "gemini-2.5-flash-image"} <= ids(fetch_listing("google"))
-    emulator.model_listing.today = lambda: datetime.date(2026, 8, 17)
+    emulator.clock = lambda: datetime.date(2026, 8, 17)
     assert "imagen-4.0-generate-001" not in ids(fetch_listing("google"))
 
 
@@ -165,7 +165,7 @@ def test_xai_list_carries_aliases_and_drops_retired_models(listed):
 
 def test_xai_list_before_grok_imagine_quality_shut_down_lists_it_with_its_alias(listed):
     emulator = listed("xai")
-    emulator.model_listing.today = lambda: datetime.date(2026, 11, 1)
+    emulator.clock = lambda: datetime.date(2026, 11, 1)
     listing = fetch_listing("xai")
     quality = next(m for m in listing.models if m.id == "grok-imagine-image-quality")
     assert quality.aliases == ("grok-imagine-image-pro",)
@@ -236,8 +236,8 @@ def test_fetchers_follow_the_given_provider_order():
 
 
 def test_planting_from_the_environment_spec():
-    openai = ModelListing([], today=lambda: TODAY, publishes_shutdown_dates=True)
-    xai = ModelListing([], today=lambda: TODAY)
+    openai = ModelListing("openai", [], clock=lambda: TODAY, publishes_shutdown_dates=True)
+    xai = ModelListing("xai", [], clock=lambda: TODAY)
     plant_models({"openai": openai, "xai": xai}, "openai:gpt-image-2@2026-12-10, xai:grok-9")
     assert [(m.id, m.shutdown_date) for m in openai.current()] == [
         ("gpt-image-2", datetime.date(2026, 12, 10))
@@ -256,8 +256,8 @@ def test_planting_from_the_environment_spec():
 )
 def test_a_bad_plant_spec_is_refused(spec, error):
     listings = {
-        "openai": ModelListing([], publishes_shutdown_dates=True),
-        "xai": ModelListing([]),
+        "openai": ModelListing("openai", [], publishes_shutdown_dates=True),
+        "xai": ModelListing("xai", []),
     }
     with pytest.raises(ValueError, match=error):
         plant_models(listings, spec)

@@ -338,13 +338,6 @@ def _iso(value: datetime.date | None) -> str | None:
 # --- the service's catalog --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _CatalogEntry:
-    id: str
-    provider: str
-    shutdown_date: datetime.date | None
-
-
 def service_catalog() -> list[CatalogModel]:
     """The models the service serves, as the check sees them: the catalog in force (the shipped
     ``catalog.json`` with the ops overlay), whose specs carry their shutdown dates."""
