@@ -360,10 +360,14 @@ def probe(dev, monkeypatch):
             catalog.catalog_settings.cache_clear()
             catalog.catalog_source.cache_clear()
             parameters.DEFAULT_PROVIDERS.clear()
-            # Later tests in this process import these handlers: give them back their settings.
+            # Later tests in this process import these handlers: give them back their settings,
+            # and the generation handler its test job runner (a reload resets it to None).
+            runner = getattr(sys.modules.get("generation"), "job_runner", None)
             for name in ("generation", "job_tasks", "authorizer"):
                 if name in sys.modules:
                     importlib.reload(sys.modules[name])
+            if "generation" in sys.modules:
+                sys.modules["generation"].job_runner = runner
 
 
 def _create_table() -> None:

@@ -14,13 +14,15 @@ from image_common.metric_names import (
     PROVIDER_DIMENSION,
     PROVIDER_ERRORS,
 )
-from tests.conftest import request_body
+from tests.conftest import InlineJobs, request_body
 
 
 @pytest.fixture
-def generation(s3, emulators):
+def generation(s3, emulators, monkeypatch):
+    """The handler, its jobs run to the end inside the request (whatever an earlier test left)."""
     import generation as module
 
+    monkeypatch.setattr(module, "job_runner", InlineJobs())
     module.image_service.cache_clear()
     yield module
     module.image_service.cache_clear()
