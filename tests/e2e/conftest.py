@@ -58,6 +58,16 @@ class RunningStack:
     def s3(self):
         return boto3.client("s3", endpoint_url=self.stack.s3_endpoint)
 
+    def openai_calls(self, prompt: str) -> int:
+        """Provider calls the OpenAI emulator received for this prompt."""
+        calls = 0
+        for request in self.stack.emulators["openai"].requests:
+            try:
+                calls += request.json().get("prompt") == prompt
+            except ValueError:
+                continue
+        return calls
+
     def dynamodb(self):
         return boto3.client("dynamodb", endpoint_url=self.stack.dynamodb_endpoint)
 

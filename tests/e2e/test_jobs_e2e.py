@@ -28,17 +28,6 @@ def body(prompt: str, *, customer_id: int = 1, **extra) -> dict:
     return {"prompt": prompt, "settings": {"image": image}, "customer_id": customer_id} | extra
 
 
-def openai_calls(local_stack, prompt: str) -> int:
-    """Provider calls the OpenAI emulator received for this prompt."""
-    calls = 0
-    for request in local_stack.stack.emulators["openai"].requests:
-        try:
-            calls += request.json().get("prompt") == prompt
-        except ValueError:
-            continue
-    return calls
-
-
 def until_final(api, local_stack, status_url: str, customer_id: int = 1) -> httpx.Response:
     deadline = time.monotonic() + HANG_GUARD_SECONDS
     while True:
@@ -70,7 +59,7 @@ def test_a_slow_generation_answers_202_then_200_at_its_status_url_with_one_call(
     image = final.json()["data"]
     assert image["job_id"] == data["job_id"] and image["model"] == "gpt-image-2"
     assert httpx.get(image["image_url"], timeout=10).status_code == 200
-    assert openai_calls(local_stack, prompt) == 1
+    assert local_stack.openai_calls(prompt) == 1
 
 
 def test_a_fast_generation_answers_200_directly(api, local_stack):
@@ -78,7 +67,7 @@ def test_a_fast_generation_answers_200_directly(api, local_stack):
     response = api.post("/image/generate", json=body(prompt), headers=local_stack.auth(1))
     assert response.status_code == 200, response.text
     assert response.json()["data"]["job_id"] and "location" not in response.headers
-    assert openai_calls(local_stack, prompt) == 1
+    assert local_stack.openai_calls(prompt) == 1
 
 
 def test_respond_async_answers_202_at_once(api, local_stack):
@@ -103,7 +92,7 @@ def test_a_repeated_idempotency_key_is_one_job_and_one_call(api, local_stack):
         third.status_code == 200
         and third.json()["data"]["job_id"] == final.json()["data"]["job_id"]
     )
-    assert openai_calls(local_stack, prompt) == 1
+    assert local_stack.openai_calls(prompt) == 1
 
     other = api.post("/image/generate", json=body(unique("Another picture")), headers=headers)
     assert other.status_code == 422

@@ -186,17 +186,6 @@ def test_a_provider_rate_limit_raises_rate_limit_error_with_retry_after(client, 
 # --- slow models: the SDK's own retries fetch the image -----------------------------------------
 
 
-def openai_calls_for(local_stack, prompt: str) -> int:
-    """Provider calls the OpenAI emulator received for this prompt."""
-    calls = 0
-    for request in local_stack.stack.emulators["openai"].requests:
-        try:
-            calls += request.json().get("prompt") == prompt
-        except ValueError:
-            continue
-    return calls
-
-
 def test_a_slow_generation_completes_through_the_sdks_default_retries_with_one_provider_call(
     local_stack,
 ):
@@ -214,7 +203,7 @@ def test_a_slow_generation_completes_through_the_sdks_default_retries_with_one_p
     assert_openai_schema("ImagesResponse", raw_json(response))
     result = response.parse()
     assert Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))).format == "PNG"
-    assert openai_calls_for(local_stack, prompt) == 1  # paid once, however often it was asked
+    assert local_stack.openai_calls(prompt) == 1  # paid once, however often it was asked
 
     # The answer was delivered: the same request again is a new image — a new job, not a replay.
     with OpenAI(base_url=f"{local_stack.base_url}/v1", api_key=local_stack.token(1)) as sdk:
