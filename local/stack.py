@@ -326,21 +326,10 @@ class LocalStack:
     def _ensure_usage_table(self) -> None:
         import boto3
 
-        client = boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint)
-        if self.usage_table in client.list_tables()["TableNames"]:
-            return
-        # As deployed (infra/constructs/usage.py): pk/sk strings, TTL on expires_at.
-        client.create_table(
-            TableName=self.usage_table,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+        from image_service.usage import create_table
+
+        create_table(
+            boto3.client("dynamodb", endpoint_url=self.dynamodb_endpoint), self.usage_table
         )
 
     def _ensure_jobs_table(self) -> None:

@@ -279,7 +279,7 @@ def probe(dev, monkeypatch):
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         bucket = logical(stack.node.find_child("Storage").bucket)
         values |= {(bucket, "Ref"): BUCKET, (bucket, "Arn"): f"arn:aws:s3:::{BUCKET}"}
-        _create_table()
+        usage.create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
         table = logical(stack.node.find_child("Usage").table)
         values |= {(table, "Ref"): TABLE, (table, "Arn"): _table_arn(TABLE)}
         job_store.create_table(boto3.client("dynamodb", region_name=REGION), JOBS_TABLE)
@@ -368,21 +368,6 @@ def probe(dev, monkeypatch):
                     importlib.reload(sys.modules[name])
             if "generation" in sys.modules:
                 sys.modules["generation"].job_runner = runner
-
-
-def _create_table() -> None:
-    boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def compare(

@@ -12,7 +12,7 @@ from moto import mock_aws
 from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageError
 from image_service.service import ImageService
 from image_service.storage import ImageStore
-from image_service.usage import Limits, UsageLedger
+from image_service.usage import Limits, UsageLedger, create_table
 from local.job_runner import LocalJobRunner
 from tests.conftest import answer_of, pipeline_for, request_body
 
@@ -32,18 +32,7 @@ class Clock:
 def dynamodb():
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, TABLE)
         yield client
 
 

@@ -102,6 +102,28 @@ def get_dynamodb_client():
     )
 
 
+# The table as the code expects it (infra/constructs/usage.py deploys the same): pk/sk strings.
+TABLE: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def create_table(client, name: str) -> None:
+    """Create the usage table (local stack, tests) unless it exists."""
+    try:
+        client.create_table(TableName=name, **TABLE)
+    except client.exceptions.ResourceInUseException:
+        return
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
