@@ -20,6 +20,7 @@ import authorizer
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import HMACAlgorithm
 
 from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
@@ -249,6 +250,77 @@ def test_oversized_token_is_denied_before_parsing(caplog, monkeypatch):
     assert_denied(token, caplog, "oversized")
     assert authorizer.current_verifier().verify(token) == Denial(DenialReason.OVERSIZED)
     assert parsed == []
+
+
+# --- the secret's key check, once per verifier ----------------------------------------------
+
+
+@pytest.fixture
+def key_checks(monkeypatch):
+    """Counts pyjwt's HMAC key check (is the secret really a DER key or certificate?)."""
+    calls = []
+    original = HMACAlgorithm._is_der_key
+
+    def counting(key_bytes):
+        calls.append(key_bytes)
+        return original(key_bytes)
+
+    monkeypatch.setattr(HMACAlgorithm, "_is_der_key", staticmethod(counting))
+    return calls
+
+
+def test_the_secret_is_checked_once_when_the_verifier_is_built_not_per_token(key_checks):
+    tokens = [hs256(claims(sub=f"user-{n}")) for n in range(3)]
+    key_checks.clear()  # jwt.encode checks its key too
+    verifier = authorizer.current_verifier()
+    assert key_checks == [SECRET.encode()]
+    for token in tokens:
+        assert isinstance(verifier.verify(token), Principal)
+    assert key_checks == [SECRET.encode()]  # fails if pyjwt stops using our algorithm
+
+
+def test_another_key_given_to_the_verifiers_pyjwt_is_still_checked_in_full(key_checks):
+    pem = b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    other = b"a-different-secret-object-0123456789abcdef"
+    signed_with_other = hs256(claims(), secret=other)
+    verifier = authorizer.current_verifier()
+    key_checks.clear()
+    with pytest.raises(jwt.InvalidKeyError):
+        verifier._jwt.decode(hmac_signed_with(pem, claims()), pem, algorithms=["HS256"])
+    assert verifier._jwt.decode(signed_with_other, other, algorithms=["HS256"])["sub"] == "user-1"
+    assert key_checks == [other]  # the PEM is refused before the DER check; `other` is checked
+
+
+def test_pyjwt_module_level_decode_keeps_its_own_hmac_algorithm():
+    authorizer.current_verifier()
+    assert type(jwt.api_jws._jws_global_obj.get_algorithm_by_name("HS256")) is HMACAlgorithm
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+        '{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}',
+    ],
+    ids=["pem", "jwk"],
+)
+def test_a_key_shaped_secret_still_denies_every_token_as_weak_key(secret, monkeypatch, caplog):
+    monkeypatch.setenv("JWT_SECRET", secret)
+    token = hmac_signed_with(secret.encode(), claims())
+    assert_denied(token, caplog, "weak_key")
+    assert_denied(token, caplog, "weak_key")  # the same on the next request
+
+
+def test_a_warm_verifier_still_denies_expired_tampered_and_exp_less_tokens(caplog):
+    assert decide(hs256(claims()), caplog)[0]["isAuthorized"] is True
+    assert_denied(hs256(claims(exp=int(time.time()) - 120)), caplog, "expired")
+    assert_denied(hs256(claims(exp=None)), caplog, "missing_claim")
+    header, _, signature = hs256(claims()).split(".")
+    forged = b64url(json.dumps(claims(customer_id=999)).encode())
+    assert_denied(f"{header}.{forged}.{signature}", caplog, "bad_signature")
+    assert_denied(hs256(claims(), secret="another-secret-of-sufficient-length!!"), caplog,
+                  "bad_signature")  # fmt: skip
+    assert decide(hs256(claims()), caplog)[0]["isAuthorized"] is True
 
 
 def test_wrong_issuer_is_denied_when_issuer_is_configured(monkeypatch, caplog):
