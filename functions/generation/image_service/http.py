@@ -1,7 +1,10 @@
-"""Outbound HTTP: one client per container, provider error mapping, and safe URL downloads.
+"""Outbound HTTP: one client per container, the providers' call, and safe URL downloads.
 
 Every provider call and every fetch of a URL we did not choose (an input image, a provider's
 result URL) goes through here, so timeouts, size caps and address checks live in one place.
+The adapters share one call (``provider_exchange``: key header, timeout, transport failures and
+error statuses mapped onto the service's errors); what differs between providers is data, a
+``ProviderWire`` each.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from image_common.credentials import ProviderEndpoint
 from image_common.errors import (
     ContentPolicyViolation,
     ImageServiceError,
@@ -67,9 +72,86 @@ def request_timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT_SECONDS, seconds))
 
 
+# --- provider calls ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """What a provider's error answer says, as that provider's reader finds it."""
+
+    message: str = ""
+    code: str = ""  # the provider's error code or name, looked up in its wire's code sets
+
+
+# The error answer's JSON (None when it is not JSON) → what it says.
+ErrorReader = Callable[[Any], ErrorAnswer]
+
+
+def read_error_object(body: Any) -> ErrorAnswer:
+    """``{"error": {"message", "code"}}`` (OpenAI, Gemini, xAI), or ``{"error": "…"}`` (xAI's flat
+    shape, OpenAI-compatible gateways)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return ErrorAnswer(error)
+    if not isinstance(error, dict):
+        return ErrorAnswer()
+    code = error.get("code")
+    return ErrorAnswer(str(error.get("message") or ""), code if isinstance(code, str) else "")
+
+
+@dataclass(frozen=True)
+class ProviderWire:
+    """What differs between the providers' HTTP calls, as data: how the key travels, how an
+    error answer reads, which error codes mean a refusal or a model it does not serve.
+    ``provider_exchange`` is the call itself, the same for every adapter."""
+
+    name: str
+    key_header: str
+    key_prefix: str = ""  # "Bearer " for an authorization header
+    read_error: ErrorReader = read_error_object
+    content_policy_codes: frozenset[str] = frozenset()  # → 422 content_policy_violation
+    model_not_found_codes: frozenset[str] = frozenset()  # besides any 404 → 502
+    # The provider's own wording for a status; the status still decides the error's type.
+    status_messages: Mapping[int, str] = field(default_factory=dict)
+
+
 @contextmanager
-def provider_call(provider: str) -> Iterator[None]:
-    """Map transport failures of a provider call onto the service's errors."""
+def provider_exchange(
+    wire: ProviderWire,
+    endpoint: ProviderEndpoint,
+    method: str,
+    url: str,
+    *,
+    timeout_seconds: float,
+    model: str | None = None,
+    check_status: bool = True,
+    headers: Mapping[str, str] | None = None,
+    **content: Any,
+) -> Iterator[httpx.Response]:
+    """One call to a provider, with its key, on the container's client.
+
+    A transport failure — sending, or reading the answer inside the ``with`` — is a
+    ``ProviderTimeout`` (504) or ``ProviderError`` (502); an error status is the service's typed
+    error (``provider_status_error``) unless ``check_status`` is false (a caller that reads the
+    status itself). A successful answer is left unread: ``json_or_error`` parses it from the
+    stream, ``response.read()`` takes raw bytes — one copy either way.
+    """
+    sent_headers = {wire.key_header: f"{wire.key_prefix}{endpoint.api_key}", **(headers or {})}
+    client = get_http_client()
+    timeout = request_timeout(timeout_seconds)
+    with (
+        _transport_errors(wire.name),
+        provider_answer(
+            client, method, url, headers=sent_headers, timeout=timeout, **content
+        ) as response,
+    ):
+        if check_status and response.status_code >= 400:
+            raise provider_status_error(wire, response, model=model, api_key=endpoint.api_key)
+        yield response
+
+
+@contextmanager
+def _transport_errors(provider: str) -> Iterator[None]:
     try:
         yield
     except ImageServiceError:
@@ -87,31 +169,42 @@ def retry_after_seconds(response: httpx.Response) -> int | None:
     return None
 
 
-def raise_for_provider_status(
-    provider: str, response: httpx.Response, message: str, *, moderated: bool = False
-) -> None:
-    """Turn a provider's non-2xx answer into the service's error; return quietly on 2xx."""
+def provider_status_error(
+    wire: ProviderWire, response: httpx.Response, *, model: str | None = None, api_key: str = ""
+) -> ImageServiceError:
+    """A provider's error answer (read whole) as the service's error. Only the 400 and the
+    refusal quote the provider's message (the caller can act on it), with our key struck out."""
     status = response.status_code
-    if status < 400:
-        return
-    detail = f"{provider}: {message}" if message else f"{provider} answered HTTP {status}"
-    if moderated:
-        raise ContentPolicyViolation(f"The {provider} provider refused the request: {message}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    said = wire.read_error(body)
+    message = said.message.replace(api_key, "[redacted]") if api_key else said.message
+    provider, own = wire.name, wire.status_messages.get(status)
+    if said.code and said.code in wire.content_policy_codes:
+        return ContentPolicyViolation(f"The {provider} provider refused the request: {message}")
     if status == 429:
-        raise ProviderRateLimited(
-            f"The {provider} provider is rate limiting requests; try again later.",
+        return ProviderRateLimited(
+            own or f"The {provider} provider is rate limiting requests; try again later.",
             retry_after=retry_after_seconds(response),
         )
     if status == 413:
-        raise PayloadTooLarge(f"The request is too large for {provider}.")
+        return PayloadTooLarge(own or f"The request is too large for {provider}.")
+    if status == 404 or (said.code and said.code in wire.model_not_found_codes):
+        # The model is ours to choose (the catalog's): a retired model or a wrong URL, not the
+        # caller's mistake.
+        served = model or "this model"
+        return ProviderError(
+            own or f"The {provider} provider does not serve {served} (HTTP {status})."
+        )
     if status in (400, 422):
-        raise InvalidRequest(f"The provider rejected the request. {detail}")
-    if status == 404:  # the model or endpoint is ours to choose: a retired model, a wrong URL
-        raise ProviderError(f"The {provider} provider does not serve this model (HTTP 404).")
+        detail = f"{provider}: {message}" if message else f"{provider} answered HTTP {status}"
+        return InvalidRequest(own or f"The provider rejected the request. {detail}")
     if status in (401, 403):
         # Our credentials, not the caller's: a server-side problem, with no detail to leak.
-        raise ProviderError(f"The {provider} provider refused this service's credentials.")
-    raise ProviderError(f"The {provider} provider failed (HTTP {status}).")
+        return ProviderError(own or f"The {provider} provider refused this service's credentials.")
+    return ProviderError(own or f"The {provider} provider failed (HTTP {status}).")
 
 
 @contextmanager

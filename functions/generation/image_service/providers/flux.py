@@ -23,20 +23,8 @@ from urllib.parse import quote, urlsplit
 from aws_lambda_powertools import Logger
 
 from image_common.credentials import provider_endpoint
-from image_common.errors import (
-    InvalidRequest,
-    ProviderError,
-    ProviderRateLimited,
-    ProviderTimeout,
-)
-from image_service.http import (
-    get_http_client,
-    json_or_error,
-    provider_call,
-    raise_for_provider_status,
-    request_timeout,
-    retry_after_seconds,
-)
+from image_common.errors import InvalidRequest, ProviderError, ProviderTimeout
+from image_service.http import ErrorAnswer, ProviderWire, json_or_error, provider_exchange
 from image_service.images import ImageBytes
 from image_service.providers.base import (
     AsynchronousImageProvider,
@@ -80,6 +68,34 @@ _RESERVED = _IMAGE_FIELDS | {
 }  # fmt: skip
 
 logger = Logger(child=True)
+
+
+def _error_answer(body: Any) -> ErrorAnswer:
+    """``{"detail": "…"}``, or pydantic's ``{"detail": [{"loc", "msg", "input"}]}`` read as loc
+    and msg only: ``input`` would echo the prompt or an image."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return ErrorAnswer(detail[:300])
+    if not isinstance(detail, list):
+        return ErrorAnswer()
+    problems = []
+    for item in detail:
+        if isinstance(item, dict):
+            loc = item.get("loc") if isinstance(item.get("loc"), list) else []
+            field = ".".join(str(part) for part in loc[1:]) or "body"
+            problems.append(f"{field}: {item.get('msg', '')}")
+    return ErrorAnswer("; ".join(problems)[:300])
+
+
+WIRE = ProviderWire(
+    NAME,
+    key_header="x-key",
+    read_error=_error_answer,
+    status_messages={
+        402: "The flux provider account is out of credits.",
+        429: "The flux provider has too many tasks in flight; try again shortly.",
+    },
+)
 
 
 class FluxBody(SubmitBody):
@@ -126,14 +142,15 @@ def build_body(request: ProviderRequest) -> FluxBody:
 def submit(model_id: str, body: dict[str, Any]) -> FluxSubmission:
     """``POST /v1/{model}`` → the task id, where to poll it, and what it costs."""
     endpoint = provider_endpoint(NAME)
-    with provider_call(NAME):
-        response = get_http_client().post(
-            f"{endpoint.base_url}/v1/{quote(model_id)}",
-            json=body,
-            headers={"x-key": endpoint.api_key},
-            timeout=request_timeout(SUBMIT_TIMEOUT_SECONDS),
-        )
-        _raise_for_error(response)
+    with provider_exchange(
+        WIRE,
+        endpoint,
+        "POST",
+        f"{endpoint.base_url}/v1/{quote(model_id)}",
+        json=body,
+        timeout_seconds=SUBMIT_TIMEOUT_SECONDS,
+        model=model_id,
+    ) as response:
         answer = json_or_error(NAME, response)
     task_id, polling_url = answer.get("id"), answer.get("polling_url")
     if not isinstance(task_id, str) or not task_id:
@@ -157,12 +174,10 @@ def poll(task_id: str, polling_url: str) -> FluxPoll:
     endpoint = provider_endpoint(NAME)
     url = _trusted_polling_url(polling_url, task_id, endpoint.base_url)
     try:
-        with provider_call(NAME):
-            response = get_http_client().get(
-                url,
-                headers={"x-key": endpoint.api_key},
-                timeout=request_timeout(POLL_TIMEOUT_SECONDS),
-            )
+        with provider_exchange(
+            WIRE, endpoint, "GET", url, timeout_seconds=POLL_TIMEOUT_SECONDS, check_status=False
+        ) as response:
+            response.read()  # small; read here, where a transport failure is still mapped
     except (ProviderTimeout, ProviderError) as error:
         return FluxPoll("Pending", provider_status="unreachable", message=error.message)
     if response.status_code == 429 or response.status_code >= 500:
@@ -306,30 +321,3 @@ def _moderation_reasons(details: Any) -> str:
     if isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons):
         return ": " + ", ".join(r[:60] for r in reasons[:5])
     return ""
-
-
-def _raise_for_error(response) -> None:
-    if response.status_code < 400:
-        return
-    message = ""
-    try:
-        detail = response.json().get("detail")
-        if isinstance(detail, str):
-            message = detail
-        elif isinstance(detail, list):
-            # loc and msg only: pydantic's ``input`` would echo the prompt or an image.
-            message = "; ".join(
-                f"{'.'.join(str(p) for p in d.get('loc', [])[1:]) or 'body'}: {d.get('msg', '')}"
-                for d in detail
-                if isinstance(d, dict)
-            )
-    except (ValueError, AttributeError):
-        pass
-    if response.status_code == 402:
-        raise ProviderError("The flux provider account is out of credits.")
-    if response.status_code == 429:
-        raise ProviderRateLimited(
-            "The flux provider has too many tasks in flight; try again shortly.",
-            retry_after=retry_after_seconds(response),
-        )
-    raise_for_provider_status(NAME, response, message[:300])

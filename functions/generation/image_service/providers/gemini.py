@@ -14,17 +14,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import httpx
-
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, ProviderError
-from image_service.http import (
-    get_http_client,
-    json_or_error,
-    provider_call,
-    raise_for_provider_status,
-    request_timeout,
-)
+from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.images import MIME_BY_FORMAT
 from image_service.providers.base import (
     GeneratedImage,
@@ -36,6 +28,8 @@ from image_service.providers.base import (
 )
 
 NAME = "google"
+# Errors {"error": {"code", "message", "status"}}; a retired model is a 404 (the shared mapping).
+WIRE = ProviderWire(NAME, key_header="x-goog-api-key")
 RESPONSE_MODALITIES = ["TEXT", "IMAGE"]  # every Gemini image model accepts both
 # finishReason values that mean the prompt or the image was refused for its content.
 BLOCK_REASONS = frozenset(
@@ -55,14 +49,15 @@ class GeminiProvider:
         else:
             method, (body, warnings) = "generateContent", _generate_content_body(request)
         url = f"{endpoint.base_url}/models/{request.model.id}:{method}"
-        with provider_call(NAME):
-            response = get_http_client().post(
-                url,
-                json=body,
-                headers={"x-goog-api-key": endpoint.api_key},
-                timeout=request_timeout(request.timeout_seconds),
-            )
-            _raise_for_error(response, request.model.id)
+        with provider_exchange(
+            WIRE,
+            endpoint,
+            "POST",
+            url,
+            json=body,
+            timeout_seconds=request.timeout_seconds,
+            model=request.model.id,
+        ) as response:
             answer = json_or_error(NAME, response)
         if method == "predict":
             images, more_warnings, cost = _predictions(answer, request.settings.n), [], None
@@ -197,21 +192,6 @@ def _filtered_warning(got: int, asked: int) -> SettingWarning:
 
 
 # --- shared ------------------------------------------------------------------------------------
-
-
-def _raise_for_error(response: httpx.Response, model_id: str) -> None:
-    if response.status_code < 400:
-        return
-    message = ""
-    try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        message = str(error.get("message") or "") if isinstance(error, dict) else ""
-    except ValueError:
-        pass
-    if response.status_code == 404:  # the model is gone: this deployment's registry is stale
-        raise ProviderError(f"The google provider does not serve {model_id} (HTTP 404).")
-    raise_for_provider_status(NAME, response, message)
 
 
 def _b64(data: bytes) -> str:

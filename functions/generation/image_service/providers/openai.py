@@ -13,14 +13,7 @@ from typing import Any
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import InvalidImage, ProviderError
-from image_service.http import (
-    get_http_client,
-    json_or_error,
-    provider_answer,
-    provider_call,
-    raise_for_provider_status,
-    request_timeout,
-)
+from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.images import ImageBytes
 from image_service.providers.base import (
     GeneratedImage,
@@ -32,7 +25,13 @@ from image_service.providers.base import (
 )
 
 NAME = "openai"
-MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
+WIRE = ProviderWire(
+    NAME,
+    key_header="authorization",
+    key_prefix="Bearer ",
+    content_policy_codes=frozenset({"moderation_blocked", "content_policy_violation"}),
+    model_not_found_codes=frozenset({"model_not_found"}),
+)
 MAX_MASK_BYTES = 4 * 1024 * 1024
 _RESERVED = frozenset(
     {"model", "prompt", "n", "size", "quality", "complexity", "output_format", "response_format", "style",
@@ -46,26 +45,23 @@ class OpenAIProvider:
     def generate(self, request: ProviderRequest) -> ProviderResult:
         endpoint = provider_endpoint(NAME)
         body, warnings = self._body(request)
-        headers = {"authorization": f"Bearer {endpoint.api_key}"}
         if request.input_images:
             path = "/images/edits"
             content = {"data": {k: _form_value(v) for k, v in body.items()}}
             content["files"] = self._files(request)
         else:
             path, content = "/images/generations", {"json": body}
-        call = provider_answer(
-            get_http_client(),
+        with provider_exchange(
+            WIRE,
+            endpoint,
             "POST",
             f"{endpoint.base_url}{path}",
-            headers=headers,
-            timeout=request_timeout(request.timeout_seconds),
+            timeout_seconds=request.timeout_seconds,
+            model=request.model.id,
             **content,
-        )
-        with provider_call(NAME), call as response:
-            _raise_for_error(response)
+        ) as response:
             answer = json_or_error(NAME, response)
-        with provider_call(NAME):  # a DALL·E url answer is downloaded here
-            images = [_image(item) for item in answer.get("data") or []]
+        images = [_image(item) for item in answer.get("data") or []]  # DALL·E urls: downloaded
         if not images:
             raise ProviderError("The openai provider returned no image.")
         return ProviderResult(
@@ -118,22 +114,6 @@ def _form_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
-
-
-def _raise_for_error(response) -> None:
-    if response.status_code < 400:
-        return
-    error: Any = None
-    try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-    except ValueError:
-        pass
-    if not isinstance(error, dict):  # OpenAI-compatible proxies may send {"error": "…"}
-        error = {"message": error} if isinstance(error, str) else {}
-    message = str(error.get("message") or "")
-    moderated = error.get("code") in MODERATION_CODES
-    raise_for_provider_status(NAME, response, message, moderated=moderated)
 
 
 def _image(item: Any) -> GeneratedImage:

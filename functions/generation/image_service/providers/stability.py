@@ -19,13 +19,7 @@ import httpx
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, InvalidRequest
-from image_service.http import (
-    get_http_client,
-    json_or_error,
-    provider_call,
-    raise_for_provider_status,
-    request_timeout,
-)
+from image_service.http import ErrorAnswer, ProviderWire, json_or_error, provider_exchange
 from image_service.providers.base import (
     GeneratedImage,
     ProviderRequest,
@@ -39,12 +33,29 @@ from image_service.providers.base import (
 NAME = "stability"
 ACCEPT = "image/*"  # raw bytes: a third smaller than base64 JSON
 DEFAULT_STRENGTH = 0.6  # how far image-to-image may move from the input (0 = keep it)
-# Error names that mean the provider refused the content (422 for our caller).
-MODERATION_NAMES = frozenset({"content_moderation", "public_figure"})
 _RESERVED = frozenset(
     {"prompt", "negative_prompt", "aspect_ratio", "seed", "output_format", "style_preset",
      "model", "mode", "image"}
 )  # fmt: skip
+
+
+def _error_answer(body: Any) -> ErrorAnswer:
+    """``{"id", "name", "errors": [...]}``: the name says which kind of refusal it is."""
+    if not isinstance(body, dict):
+        return ErrorAnswer()
+    errors = body.get("errors")
+    message = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+    return ErrorAnswer(message, str(body.get("name") or ""))
+
+
+WIRE = ProviderWire(
+    NAME,
+    key_header="authorization",
+    key_prefix="Bearer ",
+    read_error=_error_answer,
+    # Error names that mean the provider refused the content (422 for our caller).
+    content_policy_codes=frozenset({"content_moderation", "public_figure"}),
+)
 
 
 class StabilityProvider:
@@ -60,13 +71,17 @@ class StabilityProvider:
             image = request.input_images[0]
             files.append(("image", (f"image.{image.extension}", image.data, image.mime_type)))
         url = f"{endpoint.base_url}/v2beta/stable-image/generate/{request.model.api}"
-        headers = {"authorization": f"Bearer {endpoint.api_key}", "accept": ACCEPT}
-        with provider_call(NAME):
-            # files= with (None, value) tuples: multipart even when no file is attached.
-            response = get_http_client().post(
-                url, files=files, headers=headers, timeout=request_timeout(request.timeout_seconds)
-            )
-            _raise_for_error(response)
+        # files= with (None, value) tuples: multipart even when no file is attached.
+        with provider_exchange(
+            WIRE,
+            endpoint,
+            "POST",
+            url,
+            files=files,
+            headers={"accept": ACCEPT},
+            timeout_seconds=request.timeout_seconds,
+            model=request.model.id,
+        ) as response:
             image = _read_image(response)
         return ProviderResult(
             images=[image],
@@ -125,21 +140,6 @@ def _strength(value: Any, warnings: list[SettingWarning]) -> float:
     return float(value)
 
 
-def _raise_for_error(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    name, message = "", ""
-    try:
-        body = response.json()
-        if isinstance(body, dict):
-            name = str(body.get("name") or "")
-            errors = body.get("errors")
-            message = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
-    except ValueError:
-        pass
-    raise_for_provider_status(NAME, response, message, moderated=name in MODERATION_NAMES)
-
-
 def _read_image(response: httpx.Response) -> GeneratedImage:
     content_type = response.headers.get("content-type", "")
     if content_type.startswith("application/json"):
@@ -150,7 +150,7 @@ def _read_image(response: httpx.Response) -> GeneratedImage:
     else:
         finish_reason, seed = response.headers.get("finish-reason"), response.headers.get("seed")
         _refuse_if_filtered(finish_reason)
-        image = provider_image(response.content, NAME)
+        image = provider_image(response.read(), NAME)
     return GeneratedImage(image=image, seed=_int_or_none(seed))
 
 

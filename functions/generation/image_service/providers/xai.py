@@ -13,18 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, ProviderError
-from image_service.http import (
-    get_http_client,
-    json_or_error,
-    provider_answer,
-    provider_call,
-    raise_for_provider_status,
-    request_timeout,
-)
+from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.providers.base import (
     GeneratedImage,
     ProviderRequest,
@@ -36,6 +27,8 @@ from image_service.providers.base import (
 )
 
 NAME = "xai"
+# Errors come as {"error": {"message": …}} or {"code": …, "error": "…"}: the shared reader's two.
+WIRE = ProviderWire(NAME, key_header="authorization", key_prefix="Bearer ")
 RESPONSE_FORMAT = "b64_json"  # no second download, no temporary URL to race
 TICKS_PER_USD = 10_000_000_000
 _RESERVED = frozenset(
@@ -52,19 +45,17 @@ class XAIProvider:
         endpoint = provider_endpoint(NAME)
         body, warnings = _body(request)
         path = "/images/edits" if request.input_images else "/images/generations"
-        call = provider_answer(
-            get_http_client(),
+        with provider_exchange(
+            WIRE,
+            endpoint,
             "POST",
             f"{endpoint.base_url}{path}",
             json=body,
-            headers={"authorization": f"Bearer {endpoint.api_key}"},
-            timeout=request_timeout(request.timeout_seconds),
-        )
-        with provider_call(NAME), call as response:
-            _raise_for_error(response)
+            timeout_seconds=request.timeout_seconds,
+            model=request.model.id,
+        ) as response:
             answer = json_or_error(NAME, response)
-        with provider_call(NAME):  # url answers are downloaded here
-            images, refused = _images(answer)
+        images, refused = _images(answer)  # url answers are downloaded here
         if refused:
             warnings.append(
                 SettingWarning(
@@ -150,20 +141,6 @@ def _ticks_cost(usage: Any) -> float | None:
     if isinstance(ticks, bool) or not isinstance(ticks, int) or ticks < 0:
         return None
     return round(ticks / TICKS_PER_USD, 6)
-
-
-def _raise_for_error(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    message = ""
-    try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        # Two shapes: {"error": {"message": …}} and {"code": …, "error": "…"}.
-        message = str(error.get("message") or "") if isinstance(error, dict) else str(error or "")
-    except ValueError:
-        pass
-    raise_for_provider_status(NAME, response, message)
 
 
 def create_provider() -> XAIProvider:
