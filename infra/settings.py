@@ -327,6 +327,10 @@ class MonitoringSettings(_Settings):
     cost_per_hour_usd: float = Field(default=50.0, gt=0)
     webhook_failures_threshold: int = Field(default=1, ge=1)
     model_drift_threshold: int = Field(default=1, ge=1)  # drift findings in one daily check
+    # Catalog reads that kept the last good catalog, per period: any rejection of a published
+    # overlay; unreachable reads above one blip (each request retries a failed read).
+    catalog_overlay_rejected_threshold: int = Field(default=1, ge=1)
+    catalog_overlay_unreachable_threshold: int = Field(default=5, ge=1)
     period_minutes: int = Field(default=5, ge=1, le=60)
     evaluation_periods: int = Field(default=1, ge=1, le=10)
     # A stage that must not alarm into the void: it needs alarm_emails or alarm_topic_arn.

@@ -7,7 +7,8 @@ server-side type (they are answers, not Lambda errors). Every function: duration
 timeout, concurrency near its reservation, throttles. The job workflow: failed, timed out,
 aborted or throttled executions. Webhook deliveries that gave up. Provider error rate, per
 provider. What the service spent at providers in the last hour. The daily model catalog check:
-drift found, and the check itself failing.
+drift found, and the check itself failing. The catalog overlay: a published overlay rejected,
+or its parameter unreadable (the last good catalog stays in force, not what ops published).
 
 Metric names come from ``image_common.metric_names`` — the module the functions emit them
 with. Thresholds and periods are per stage; the topic is created here (with the stage's
@@ -225,6 +226,7 @@ class ServiceMonitoring(Construct):
                 threshold=monitoring.provider_error_rate_percent,
             )
         self._models_check_alarms(models_check)
+        self._catalog_overlay_alarms()
         self._alarm(
             "CostPerHour",
             f"Provider spend reached {monitoring.cost_per_hour_usd} USD in an hour",
@@ -269,6 +271,29 @@ class ServiceMonitoring(Construct):
             ),
             threshold=1,
             evaluation_periods=1,
+        )
+
+    def _catalog_overlay_alarms(self) -> None:
+        """Every function that reads the catalog counts these under the ``service`` dimension
+        alone, on the read that meets the problem: a rejection once per container that judges
+        the overlay, an unreachable parameter on every failed read."""
+        monitoring = self._settings.monitoring
+        self._alarm(
+            "CatalogOverlayRejected",
+            "The published catalog overlay is invalid and was rejected: the last good catalog "
+            "stays in force, not the change ops published (log line 'catalog overlay rejected' "
+            "gives the reason). Returning to OK means no container rejected it lately, not that "
+            "it was fixed: publish a valid overlay",
+            self._service_metric(metric_names.CATALOG_OVERLAY_REJECTED),
+            threshold=monitoring.catalog_overlay_rejected_threshold,
+        )
+        self._alarm(
+            "CatalogOverlayUnreachable",
+            "The catalog overlay parameter could not be read (permission, throttling, network): "
+            "the last good catalog stays in force, and a new container starts on the shipped "
+            "one without the overlay (log line 'catalog overlay unreachable')",
+            self._service_metric(metric_names.CATALOG_OVERLAY_UNREACHABLE),
+            threshold=monitoring.catalog_overlay_unreachable_threshold,
         )
 
     # --- building blocks -----------------------------------------------------------------------

@@ -43,7 +43,11 @@ JWKS_STAGE = {
         "issuer": "https://issuer.example.com/",
         "audience": ["image-service"],
     },
-    "monitoring": {"alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms"},
+    "monitoring": {
+        "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+        "catalog_overlay_rejected_threshold": 2,
+        "catalog_overlay_unreachable_threshold": 9,
+    },
     # an overlay parameter of its own naming
     "catalog": {"overlay_parameter": "/shared/image-models/overlay", "overlay_max_age_seconds": 60},
     # and the models check with its schedule off, a shorter window and acknowledged models

@@ -34,6 +34,8 @@ ALARMS = {
     "CostPerHour",
     "ModelCatalogDrift",
     "ModelsCheckFailed",
+    "CatalogOverlayRejected",
+    "CatalogOverlayUnreachable",
     *(f"DurationNearTimeout{f}" for f in FUNCTION_IDS),
     *(f"ProviderErrorRate{p.title()}" for p in PROVIDERS),
 }

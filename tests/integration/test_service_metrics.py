@@ -4,16 +4,22 @@ an answer, not a Lambda error), and every provider call and failure per provider
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from image_common.metric_names import (
+    CATALOG_OVERLAY_REJECTED,
+    CATALOG_OVERLAY_UNREACHABLE,
     ERROR_TYPE_DIMENSION,
     INVOKE_FAILURES,
+    NAMESPACE,
     PROVIDER_CALLS,
     PROVIDER_DIMENSION,
     PROVIDER_ERRORS,
+    SERVICE_DIMENSION,
 )
+from image_service import catalog as catalogs
 from tests.conftest import InlineJobs, request_body
 
 
@@ -69,3 +75,52 @@ def test_provider_calls_and_errors_are_counted_per_provider(generation, lambda_c
     assert (PROVIDER_ERRORS, ((PROVIDER_DIMENSION, "xai"),)) not in counts
     assert counts[(PROVIDER_CALLS, ((PROVIDER_DIMENSION, "openai"),))] == 1
     assert counts[(PROVIDER_ERRORS, ((PROVIDER_DIMENSION, "openai"),))] == 1
+
+
+# --- the catalog overlay's metrics --------------------------------------------------------------
+
+
+def emf_documents(text: str, metric: str) -> list[dict]:
+    """The EMF documents in stdout that carry ``metric``."""
+    documents = [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+    return [
+        document
+        for document in documents
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        if any(m["Name"] == metric for m in directive["Metrics"])
+    ]
+
+
+@pytest.fixture(params=[CATALOG_OVERLAY_REJECTED, CATALOG_OVERLAY_UNREACHABLE])
+def overlay_problem(request, tmp_path, monkeypatch) -> str:
+    """An overlay that names a model nobody has (rejected), or one that cannot be read (a
+    directory where the file should be: unreachable); the metric each one counts."""
+    overlay = tmp_path / "catalog-overlay.json"
+    if request.param == CATALOG_OVERLAY_REJECTED:
+        overlay.write_text(json.dumps({"aliases": {"openai": "no-such-model"}}))
+    else:
+        overlay.mkdir()
+    monkeypatch.setenv("CATALOG_OVERLAY_FILE", str(overlay))
+    catalogs.catalog_settings.cache_clear()
+    catalogs.catalog_source.cache_clear()
+    yield request.param
+    catalogs.catalog_settings.cache_clear()
+    catalogs.catalog_source.cache_clear()
+
+
+def test_an_overlay_problem_is_counted_under_the_service_dimension_alone(
+    generation, overlay_problem, lambda_context, capsys
+):
+    # A direct invoke that succeeds (on the last good catalog) adds a provider dimension to the
+    # handler's metrics; the overlay's count must not take it, or its alarm would never see it.
+    result = generation.handler(request_body(quality="low"), lambda_context)
+    assert result["success"] is True
+    documents = emf_documents(capsys.readouterr().out, overlay_problem)
+    assert documents  # at least one read of the catalog met the problem
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == NAMESPACE
+        assert directive["Dimensions"] == [[SERVICE_DIMENSION]]
+        assert document[SERVICE_DIMENSION] == os.environ["POWERTOOLS_SERVICE_NAME"]
+        value = document[overlay_problem]
+        assert sum(value if isinstance(value, list) else [value]) == 1

@@ -12,7 +12,8 @@ Objects merge key by key into the shipped entry, ``null`` removes a key, lists r
 id the shipped catalog lacks adds a model (then it needs every field). The result is validated
 exactly like the shipped catalog. A bad overlay never takes the service down: it is rejected
 with a log line and a ``CatalogOverlayRejected`` metric and the last good catalog stays; an
-unreachable parameter keeps the last good catalog too (``CatalogOverlayUnreachable``). The
+unreachable parameter keeps the last good catalog too (``CatalogOverlayUnreachable``); both are
+alarmed (``infra/constructs/monitoring.py``, names from ``image_common.metric_names``). The
 parameter is read through Powertools with a ``max_age`` cache, so a change reaches warm
 containers within that time.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from image_common.metric_names import CATALOG_OVERLAY_REJECTED, CATALOG_OVERLAY_UNREACHABLE
 from image_service.registry import (
     SHIPPED_CATALOG,
     Catalog,
@@ -39,6 +41,7 @@ from image_service.registry import (
     parse_catalog,
     shipped_document,
 )
+from image_service.telemetry import record_event
 
 OVERLAY_MAX_AGE_SECONDS = 300
 # What CatalogSettings reads from the environment.
@@ -111,7 +114,7 @@ class CatalogSource:
         document: Mapping[str, Any] | None = None,
     ) -> None:
         self._read_overlay = read_overlay
-        self._record_metric = record_metric or _powertools_metric
+        self._record_metric = record_metric or record_event
         self._document = document if document is not None else shipped_document()
         self._catalog = SHIPPED_CATALOG if document is None else parse_catalog(dict(document))
         self._seen_overlay: str | None = None  # the text that produced (or failed) the last try
@@ -127,7 +130,7 @@ class CatalogSource:
                 "catalog overlay unreachable; the last good catalog stays",
                 extra={"reason": str(error)[:300]},
             )
-            self._record_metric("CatalogOverlayUnreachable")
+            self._record_metric(CATALOG_OVERLAY_UNREACHABLE)
             return self._catalog
         text = (text or "").strip() or "{}"
         with self._lock:
@@ -144,17 +147,10 @@ class CatalogSource:
                 "catalog overlay rejected; the last good catalog stays",
                 extra={"reason": str(error)[:1000]},
             )
-            self._record_metric("CatalogOverlayRejected")
+            self._record_metric(CATALOG_OVERLAY_REJECTED)
             return
         logger.info("catalog overlay applied", extra={"models": len(catalog.models)})
         self._catalog = catalog
-
-
-def _powertools_metric(name: str) -> None:
-    from aws_lambda_powertools import Metrics
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    Metrics().add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 # --- where the overlay lives ------------------------------------------------------------------

@@ -45,6 +45,12 @@ def record_limit_rejection(error_type: str) -> None:
     _emit(LIMIT_REJECTIONS, 1, MetricUnit.Count, {"error_type": error_type})
 
 
+def record_event(name: str) -> None:
+    """One occurrence of a service-wide event (e.g. ``CATALOG_OVERLAY_REJECTED``), under the
+    ``service`` dimension alone — the set its alarm reads."""
+    _emit(name, 1, MetricUnit.Count, {})
+
+
 def _emit(name: str, value: float, unit: MetricUnit, dimensions: dict[str, str]) -> None:
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "image-service"
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE

@@ -43,3 +43,8 @@ UPSTREAM_MODELS_NOT_IN_CATALOG = "UpstreamModelsNotInCatalog"
 MODEL_SHUTDOWNS_WITHIN_WINDOW = "ModelShutdownsWithinWindow"  # handled by the catalog or not
 MODEL_LISTS_CHECKED = "ModelListsChecked"
 MODEL_LIST_FAILURES = "ModelListFailures"  # alarmed
+
+# The catalog overlay (image_service/catalog.py): a read that kept the last good catalog because
+# the published overlay was invalid, or its parameter could not be read (both alarmed).
+CATALOG_OVERLAY_REJECTED = "CatalogOverlayRejected"
+CATALOG_OVERLAY_UNREACHABLE = "CatalogOverlayUnreachable"
