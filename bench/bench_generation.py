@@ -1,60 +1,99 @@
-"""The generation function as deployed, against the openai SDK, LiteLLM and the floor.
+"""The generation path as deployed since every generation is a job (docs/jobs.md), against the
+openai SDK, LiteLLM and the floor.
 
-Every contender asks the same local OpenAI-shaped server for the same ~1.5 MB PNG:
+Deployed, a generation is two functions: the **request path** (``generation.handler``: validate,
+admit, record the job in DynamoDB, start its Step Functions execution, wait, answer) and the
+**provider path** (``job_tasks.run``, the job's run step: claim the job, call the provider,
+store the image in S3, record the result). Each has its own cold start; the provider path is
+the one that calls the provider and makes the image, so it is the one set against the openai
+SDK, LiteLLM and the floor. Every process asks the same local OpenAI-shaped server for the same
+~1.5 MB PNG, and S3, DynamoDB and Step Functions are moto's server, over real HTTP.
 
-- **cold**: a fresh process until its first answer (interpreter, imports, setup, one request);
-  the function in its deployed shape (``shapes.py``), reading the provider key from the secrets
-  extension as in Lambda, answering a direct invoke with a data URL;
-- **warm**: per-request wall time in one process after warm-up — the function on direct invoke
-  and over HTTP (API Gateway event, JSON envelope), the floor doing the same request with a
-  kept-alive ``httpx.Client``, ``json`` and ``base64``;
-- **memory**: the peak of Python allocations during one warm request (``tracemalloc``), per
-  byte of image — data-URL mode and stored (S3, moto's server) mode.
+- **cold**: a fresh process until its first answer, in the deployed shape (``shapes.py``):
+  the request path answering ``POST /image/generate`` with ``Prefer: respond-async`` (202:
+  the job recorded and its execution started); the run step running that job (data-URL mode:
+  the image's base64 kept under ``jobs/``), its provider key from the secrets extension; the
+  contenders; the floor; and bare boto3 doing the request path's AWS calls (its floor).
+- **warm**: per-request wall time in one process after warm-up. The provider call as the run
+  step makes it, against the floor; the run step alone; the request path alone; and the whole
+  generation — the handler with a job runner that runs the run step inline, so one request
+  does every piece of work a deployed generation does but the Step Functions hop — on direct
+  invoke and over HTTP, data-URL and stored (S3) modes, against the job floor (the floor plus
+  the same kind of AWS calls made with bare boto3).
+- **memory**: the peak of Python allocations during one warm request (``tracemalloc``), per byte
+  of image, for each function on its own: the run step's, and the request path's (the inline
+  run step's own peak excluded: in AWS it is another function).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from bench.servers import BenchProvider, SecretsExtension, noise_png
 from bench.shapes import (
+    ROOT,
     child_env,
     contender,
     deployed_assets,
-    first_answer_ms,
+    first_answer,
     lambda_layout,
     run_json,
 )
 
 KEY = "sk-bench-0123456789abcdef"
 PROMPT = "A serene mountain landscape at sunset"
+MODEL = "gpt-image-2"
+CUSTOMER = 1
 BUCKET = "bench-images"
+JOBS_TABLE = "bench-jobs"
+USAGE_TABLE = "bench-usage"
+FLOOR_TABLE = "bench-floor"
+CATALOG_DATE = "2026-11-30"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
+ROLE_ARN = "arn:aws:iam::123456789012:role/bench-jobs"
 
-GENERATION = """
-import json, os
-import generation
+CONTEXT = """
 class Context:
     function_name, memory_limit_in_mb, aws_request_id = "generation", 1024, "bench-1"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:generation"
-result = generation.handler(json.loads(os.environ["BENCH_EVENT"]), Context())
-assert result["success"], result
-print("ok", len(result["image_url"]), flush=True)
 """
+# The request path, cold: POST /image/generate, Prefer: respond-async → 202 (job started).
+REQUEST = (
+    CONTEXT
+    + """
+import json, os
+import generation
+answer = generation.handler(json.loads(os.environ["BENCH_EVENT"]), Context())
+assert answer["statusCode"] == 202, str(answer)[:300]
+print("ok", json.loads(answer["body"])["data"]["job_id"], flush=True)
+"""
+)
+# The provider path, cold: the job's run step (what Step Functions invokes).
+RUN = (
+    CONTEXT
+    + """
+import json, os
+import job_tasks
+state = job_tasks.run(json.loads(os.environ["BENCH_STATE"]), Context())
+assert state["status"] == "Succeeded", state
+print("ok", flush=True)
+"""
+)
 OPENAI = """
 import base64, os
 from openai import OpenAI
 client = OpenAI(api_key=os.environ["BENCH_KEY"], base_url=os.environ["BENCH_BASE_URL"])
-answer = client.images.generate(model="gpt-image-1", prompt=os.environ["BENCH_PROMPT"],
+answer = client.images.generate(model="gpt-image-2", prompt=os.environ["BENCH_PROMPT"],
                                 size="1024x1024", quality="high")
 print("ok", len(base64.b64decode(answer.data[0].b64_json)), flush=True)
 """
 LITELLM = """
 import base64, os
 import litellm
-answer = litellm.image_generation(model="openai/gpt-image-1", prompt=os.environ["BENCH_PROMPT"],
+answer = litellm.image_generation(model="openai/gpt-image-2", prompt=os.environ["BENCH_PROMPT"],
                                   api_key=os.environ["BENCH_KEY"],
                                   api_base=os.environ["BENCH_BASE_URL"],
                                   size="1024x1024", quality="high")
@@ -64,49 +103,148 @@ FLOOR = """
 import base64, json, os
 import httpx
 response = httpx.post(os.environ["BENCH_BASE_URL"] + "/images/generations",
-                      json={"model": "gpt-image-1", "prompt": os.environ["BENCH_PROMPT"],
+                      json={"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"],
                             "size": "1024x1024", "quality": "high", "n": 1},
                       headers={"authorization": "Bearer " + os.environ["BENCH_KEY"]}, timeout=30)
 print("ok", len(base64.b64decode(response.json()["data"][0]["b64_json"])), flush=True)
 """
+# The request path's AWS work with nothing else: bare boto3, the same three calls (count the
+# request, record the job, start its execution), one client per service.
+AWS_FLOOR_SETUP = """
+import json, os, uuid
+import boto3
+dynamodb, sfn = boto3.client("dynamodb"), boto3.client("stepfunctions")
+TABLE, MACHINE = os.environ["BENCH_FLOOR_TABLE"], os.environ["JOB_STATE_MACHINE_ARN"]
+def start_job():
+    job_id = uuid.uuid4().hex
+    dynamodb.update_item(TableName=TABLE, Key={"pk": {"S": "usage#1"}},
+                         UpdateExpression="ADD requests :one",
+                         ExpressionAttributeValues={":one": {"N": "1"}})
+    dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": "job#" + job_id},
+                                             "record": {"S": "x" * 1500}},
+                      ConditionExpression="attribute_not_exists(pk)")
+    sfn.start_execution(stateMachineArn=MACHINE, name=job_id,
+                        input=json.dumps({"job_id": job_id, "customer_id": 1}))
+    return job_id
+"""
+REQUEST_FLOOR = (
+    AWS_FLOOR_SETUP
+    + """
+print("ok", start_job(), flush=True)
+"""
+)
 
-# One process: warm-up, then timed requests, then one traced request per mode.
+# One process: warm-up, then timed requests, then one traced request per measurement.
 WARM_SETUP = """
 import gc, json, os, statistics, time, tracemalloc
 RUNS = int(os.environ["BENCH_RUNS"])
-def measure(call):
+traced = {}
+def measure(call, before=lambda: None, **extra):
     for _ in range(3):
+        before()
         call()
     times = []
     for _ in range(RUNS):
+        before()
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
+    before()
     gc.collect()
     tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
+    base = traced["base"] = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     kept = call()  # the answer is part of the request's memory
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     del kept
-    return {"times": times, "peak_bytes": peak}
+    return {"times": times, "peak_bytes": peak, **extra}
 """
 GENERATION_WARM = (
     WARM_SETUP
+    + CONTEXT
     + """
-import generation
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "generation", 1024, "bench-1"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:generation"
+import boto3
+boto3.setup_default_session()
+aws_calls = []  # every AWS API call the function makes, by name
+boto3.DEFAULT_SESSION.events.register(
+    "before-call", lambda model, **kw: aws_calls.append(model.name))
+
+import generation, job_tasks
+from image_service.models import parse_request
+from image_service.pipeline import call_provider
+from image_service.providers import get_image_provider
+from image_service.service import Caller
+
 events = json.loads(os.environ["BENCH_EVENTS"])
 results = {}
-for name, event in events.items():
+
+def counted(call):
+    aws_calls.clear()
+    call()
+    return len(aws_calls)
+
+# --- the request path alone (deployed runner: Step Functions) ------------------------------
+def start(event):
+    answer = generation.handler(event, Context())
+    assert answer["statusCode"] == 202, str(answer)[:300]
+    return json.loads(answer["body"])["data"]["job_id"]
+request = events["request"]
+results["request path (HTTP, respond-async)"] = measure(
+    lambda: start(request), aws_calls=counted(lambda: start(request)))
+
+# --- the run step alone, on jobs the request path started ----------------------------------
+for name, event in (("run step, data URL", events["request"]),
+                    ("run step, stored (S3)", events["request, stored"])):
+    pending = []
+    def next_job(event=event):
+        pending.append(start(event))
+    def run():
+        state = {"job_id": pending.pop(), "customer_id": 1, "interval_seconds": 1}
+        state = job_tasks.run(state, Context())
+        assert state["status"] == "Succeeded", state
+        return state
+    calls = (next_job(), counted(run))[1]
+    results[name] = measure(run, before=next_job, aws_calls=calls)
+
+# --- the provider call as the run step makes it --------------------------------------------
+prepared = generation.image_service().prepare(
+    parse_request(events["direct, data URL"]), timeout_seconds=30)
+provider = get_image_provider("openai")
+def provider_call():
+    return call_provider(provider, prepared.provider_request)
+results["provider call (the run step's)"] = measure(provider_call)
+
+# --- the whole generation: the handler, its job's run step inline --------------------------
+run_peaks = {}
+class InlineRun:
+    \"\"\"Runs the job's run step inside start, as Step Functions would run it beside the
+    request; under tracemalloc it keeps the run step's own peak apart from the handler's.\"\"\"
+    def start(self, execution_input):
+        tracing = tracemalloc.is_tracing()
+        if tracing:
+            run_peaks["before"] = tracemalloc.get_traced_memory()[1]
+            at_start = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+        state = job_tasks.run(dict(execution_input), Context())
+        assert state["status"] == "Succeeded", state
+        if tracing:
+            run_peaks["run"] = tracemalloc.get_traced_memory()[1] - at_start
+            tracemalloc.reset_peak()
+generation.job_runner = InlineRun()
+generation.image_service.cache_clear()
+for name in ("direct, data URL", "HTTP, data URL", "direct, stored (S3)", "HTTP, stored (S3)"):
+    event = events[name]
     def call(event=event):
         answer = generation.handler(event, Context())
         assert answer.get("success") or answer.get("statusCode") == 200, str(answer)[:300]
         return answer
-    results[name] = measure(call)
+    calls = counted(call)
+    result = measure(call, aws_calls=calls)
+    # The handler's peak: before its job ran, or after (its own answer); not the run step's.
+    result["peak_bytes"] = max(result["peak_bytes"], run_peaks["before"] - traced["base"])
+    result["run_peak_bytes"] = run_peaks["run"]
+    results[name] = result
 print(json.dumps(results))
 """
 )
@@ -116,7 +254,7 @@ FLOOR_WARM = (
 import base64, httpx
 client = httpx.Client(timeout=30)
 url = os.environ["BENCH_BASE_URL"] + "/images/generations"
-body = {"model": "gpt-image-1", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
+body = {"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
         "quality": "high", "n": 1}
 headers = {"authorization": "Bearer " + os.environ["BENCH_KEY"]}
 def call():
@@ -125,50 +263,107 @@ def call():
 print(json.dumps({"floor": measure(call)}))
 """
 )
+# The job floor: the floor's provider call plus the AWS calls a job's contract needs, made
+# with bare boto3 — record the job, start it; claim it (read, conditional write), keep the
+# image's base64 in S3, record the result; read the record, read the image into a data URL.
+JOB_FLOOR_WARM = (
+    WARM_SETUP
+    + AWS_FLOOR_SETUP
+    + """
+import httpx
+s3 = boto3.client("s3")
+BUCKET = os.environ["IMAGE_BUCKET"]
+client = httpx.Client(timeout=30)
+url = os.environ["BENCH_BASE_URL"] + "/images/generations"
+body = {"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
+        "quality": "high", "n": 1}
+headers = {"authorization": "Bearer " + os.environ["BENCH_KEY"]}
+def call():
+    job_id = start_job()
+    key = {"pk": {"S": "job#" + job_id}}
+    dynamodb.get_item(TableName=TABLE, Key=key)
+    dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET #s = :s",
+                         ExpressionAttributeNames={"#s": "status"},
+                         ExpressionAttributeValues={":s": {"S": "running"}})
+    text = client.post(url, json=body, headers=headers).json()["data"][0]["b64_json"]
+    s3.put_object(Bucket=BUCKET, Key="jobs/1/" + job_id, Body=text.encode())
+    del text
+    dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET #s = :s",
+                         ExpressionAttributeNames={"#s": "status"},
+                         ExpressionAttributeValues={":s": {"S": "succeeded"}})
+    dynamodb.get_item(TableName=TABLE, Key=key)
+    stored = s3.get_object(Bucket=BUCKET, Key="jobs/1/" + job_id)["Body"].read()
+    return "data:image/png;base64," + stored.decode()
+print(json.dumps({"job floor": measure(call)}))
+"""
+)
 
 
 def direct_event(save_to_db: bool) -> dict:
-    return {"prompt": PROMPT, "customer_id": 1, "save_to_db": save_to_db,
-            "settings": {"image": {"model": "gpt-image-1", "width": 1024, "height": 1024,
+    return {"prompt": PROMPT, "customer_id": CUSTOMER, "save_to_db": save_to_db,
+            "settings": {"image": {"model": MODEL, "width": 1024, "height": 1024,
                                    "quality": "high"}}}  # fmt: skip
 
 
-def http_event(save_to_db: bool) -> dict:
+def http_event(save_to_db: bool, *, respond_async: bool = False) -> dict:
     """``POST /image/generate`` as API Gateway (HTTP API, payload 2.0) hands it over."""
+    headers = {"content-type": "application/json", "authorization": "Bearer x.y.z"}
+    if respond_async:
+        headers["prefer"] = "respond-async"
     return {
         "version": "2.0",
         "routeKey": "POST /image/generate",
         "rawPath": "/image/generate",
         "rawQueryString": "",
-        "headers": {"content-type": "application/json", "authorization": "Bearer x.y.z"},
+        "headers": headers,
         "requestContext": {
             "http": {"method": "POST", "path": "/image/generate", "protocol": "HTTP/1.1",
                      "sourceIp": "203.0.113.9", "userAgent": "bench"},
             "requestId": "bench-1",
             "routeKey": "POST /image/generate",
             "stage": "$default",
-            "authorizer": {"lambda": {"customer_id": "1", "sub": "bench", "scopes": ""}},
+            "authorizer": {"lambda": {"customer_id": str(CUSTOMER), "sub": "bench",
+                                      "scopes": ""}},
         },
         "body": json.dumps(direct_event(save_to_db)),
         "isBase64Encoded": False,
     }  # fmt: skip
 
 
-def _s3_server() -> tuple[str, object]:
+def _aws_server() -> tuple[str, str, object]:
+    """moto's server (S3, DynamoDB, Step Functions) with the bucket, the jobs and usage tables
+    (their schemas from the code), a bare table for the floors, and a job state machine."""
     import logging
 
     import boto3
     from moto.server import ThreadedMotoServer
+
+    sys.path[:0] = [
+        str(ROOT / "functions" / "generation"),
+        str(ROOT / "layers" / "common" / "python"),
+    ]
+    from image_service import job_store, usage
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="bench", aws_secret_access_key="bench"
-                 ).create_bucket(Bucket=BUCKET)  # fmt: skip
-    return endpoint, server
+    session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench",
+                            region_name="us-east-1")  # fmt: skip
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    job_store.create_table(dynamodb, JOBS_TABLE)
+    usage.create_table(dynamodb, USAGE_TABLE)
+    dynamodb.create_table(TableName=FLOOR_TABLE, BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])  # fmt: skip
+    machine = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(
+        name="bench-jobs",
+        definition=json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}}),
+        roleArn=ROLE_ARN,
+    )["stateMachineArn"]
+    return endpoint, machine, server
 
 
 def run(cold_runs: int, warm_runs: int) -> dict:
@@ -176,21 +371,32 @@ def run(cold_runs: int, warm_runs: int) -> dict:
     provider = BenchProvider(image)
     provider_server = provider.serve()
     extension = SecretsExtension(json.dumps({"api_key": KEY}))
-    s3_endpoint, s3_server = _s3_server()
+    aws_endpoint, machine, aws_server = _aws_server()
     base_url = f"{provider.base_url}/v1"
     common = {"BENCH_KEY": KEY, "BENCH_BASE_URL": base_url, "BENCH_PROMPT": PROMPT,
               "BENCH_RUNS": str(warm_runs)}  # fmt: skip
-    function_env = {
-        "IMAGE_BUCKET": BUCKET,
-        "OPENAI_BASE_URL": base_url,
-        "OPENAI_API_KEY_SECRET_ARN": SECRET_ARN,
-        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
-        "AWS_SESSION_TOKEN": "bench-session",
+    aws = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ENDPOINT_URL": aws_endpoint,  # boto3's own: every service at moto's server
+        "IMAGE_BUCKET": BUCKET,
+        "JOB_STATE_MACHINE_ARN": machine,
+        "BENCH_FLOOR_TABLE": FLOOR_TABLE,
+    }
+    function_env = {
+        **aws,
+        "JOBS_TABLE": JOBS_TABLE,
+        "USAGE_TABLE": USAGE_TABLE,  # limits checked as deployed, set out of the bench's way
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "DAILY_BUDGET_USD": "1000000",
+        "MONTHLY_BUDGET_USD": "1000000",
+        "CATALOG_DATE": CATALOG_DATE,
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY_SECRET_ARN": SECRET_ARN,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
+        "AWS_SESSION_TOKEN": "bench-session",
         "AWS_LAMBDA_FUNCTION_NAME": "generation",
         "POWERTOOLS_SERVICE_NAME": "image-generation",
         "POWERTOOLS_METRICS_NAMESPACE": "ImageService",
@@ -201,18 +407,33 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         assets = deployed_assets()
         function_path = [*lambda_layout(assets, "generation"), contender("lambda-runtime")]
         contenders = {name: [contender(name)] for name in ("openai", "litellm", "floor")}
-        programs = {"generation": (GENERATION, function_path), "openai": (OPENAI, contenders["openai"]),
-                    "litellm": (LITELLM, contenders["litellm"]), "floor": (FLOOR, contenders["floor"])}  # fmt: skip
+        boto3_only = [contender("lambda-runtime")]
+        programs = {"request path": (REQUEST, function_path), "run step": (RUN, function_path),
+                    "openai": (OPENAI, contenders["openai"]),
+                    "litellm": (LITELLM, contenders["litellm"]),
+                    "floor": (FLOOR, contenders["floor"]),
+                    "request floor": (REQUEST_FLOOR, boto3_only)}  # fmt: skip
         cold: dict[str, list[float]] = {name: [] for name in programs}
-        event = json.dumps(direct_event(save_to_db=False))
+        event = json.dumps(http_event(save_to_db=False, respond_async=True))
         for _ in range(cold_runs + 1):  # the first round warms the OS file cache: dropped
+            job_id = ""
             for name, (code, path) in programs.items():
-                env = child_env(path, **(function_env if name == "generation" else common),
-                                BENCH_EVENT=event, LITELLM_LOCAL_MODEL_COST_MAP="True")  # fmt: skip
-                cold[name].append(first_answer_ms(code, env))
+                own = function_env if path is function_path else common
+                if name == "request floor":
+                    own = {**aws, **common}
+                state = json.dumps({"job_id": job_id, "customer_id": CUSTOMER,
+                                    "interval_seconds": 1})  # fmt: skip
+                env = child_env(path, **own, BENCH_EVENT=event, BENCH_STATE=state,
+                                LITELLM_LOCAL_MODEL_COST_MAP="True")  # fmt: skip
+                elapsed, line = first_answer(code, env)
+                if name == "request path":
+                    job_id = line.split()[1]  # the job the run step runs next
+                cold[name].append(elapsed)
         cold = {name: times[1:] for name, times in cold.items()}
 
         events = {
+            "request": http_event(False, respond_async=True),
+            "request, stored": http_event(True, respond_async=True),
             "direct, data URL": direct_event(False),
             "HTTP, data URL": http_event(False),
             "direct, stored (S3)": direct_event(True),
@@ -225,11 +446,16 @@ def run(cold_runs: int, warm_runs: int) -> dict:
             )  # fmt: skip
         )
         warm |= json.loads(run_json(FLOOR_WARM, child_env(contenders["floor"], **common)))
+        warm |= json.loads(
+            run_json(
+                JOB_FLOOR_WARM, child_env([*contenders["floor"], *boto3_only], **aws, **common)
+            )
+        )
     finally:
         extension.close()
         provider_server.shutdown()
         provider_server.server_close()
-        s3_server.stop()
+        aws_server.stop()
     return {"image_bytes": len(image), "cold": cold, "warm": warm, "assets": assets}
 
 

@@ -104,8 +104,13 @@ RUNTIME_PRELUDE = "import importlib, json, logging, os, sys, time, traceback\n"
 
 
 def first_answer_ms(code: str, env: dict[str, str]) -> float:
+    return first_answer(code, env)[0]
+
+
+def first_answer(code: str, env: dict[str, str]) -> tuple[float, str]:
     """Fresh process → the first line it prints (the answer): interpreter start, imports,
-    initialisation and the first request. The process's teardown is not counted."""
+    initialisation and the first request. The process's teardown is not counted. Returns the
+    time and that line."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-S", "-c", RUNTIME_PRELUDE + code],
@@ -121,7 +126,7 @@ def first_answer_ms(code: str, env: dict[str, str]) -> float:
     _, stderr = process.communicate()
     if process.returncode != 0 or not line.startswith("ok"):
         raise RuntimeError(f"benchmark process failed ({line.strip()!r}):\n{stderr[-3000:]}")
-    return elapsed
+    return elapsed, line.strip()
 
 
 def run_json(code: str, env: dict[str, str]) -> str:

@@ -93,6 +93,86 @@ def test_an_inline_generation_answers_the_emulators_base64_unchanged(image_servi
     assert data["image_url"] == f"data:image/png;base64,{answers[0]}"
 
 
+# --- an inline answer through the job: stored once as the provider's text, read back as it ---
+
+
+def _no_whole_image_coded(monkeypatch, limit: int = 64 * 1024) -> list[int]:
+    """Fail on any base64 encode, or decode, of more than ``limit`` at once (the image is ~1 MB;
+    the check decodes 64 KB pieces; botocore encodes small checksums)."""
+    coded: list[int] = []
+    encode, decode = binascii.b2a_base64, binascii.a2b_base64
+
+    def guarded(real):
+        def call(data, **kwargs):
+            coded.append(len(data))
+            if len(data) > limit:
+                raise AssertionError("the whole image was decoded or re-encoded")
+            return real(data, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(binascii, "b2a_base64", guarded(encode))
+    monkeypatch.setattr(binascii, "a2b_base64", guarded(decode))
+    return coded
+
+
+def test_an_inline_answer_through_the_job_is_the_providers_base64_never_decoded_or_reencoded(
+    image_service, emulators, s3, monkeypatch
+):
+    big = base64.b64encode(image_bytes("png", 700, 500) + bytes(900_000)).decode()
+    route = emulators["openai"].route
+
+    def answering_big(request):
+        response = route(request)
+        answer = json.loads(response.body)
+        answer["data"][0]["b64_json"] = big
+        return type(response).json(200, answer)
+
+    emulators["openai"].route = answering_big
+    coded = _no_whole_image_coded(monkeypatch)
+    data = generate(image_service, save_to_db=False, model="gpt-image-1")
+    assert data["image_url"] == f"data:image/png;base64,{big}"
+    assert coded, "the provider's base64 was checked"
+    # A later read (GET /image/jobs/{id}, a webhook) inlines the same text from S3.
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket="test-images")["Contents"]]
+    assert s3.get_object(Bucket="test-images", Key=key)["Body"].read() == big.encode()
+    again = ImageStore(image_service.settings).read_job_bytes(key)
+    assert again.to_data_url() == data["image_url"]
+
+
+def test_an_image_from_bytes_is_kept_as_base64_and_reads_back_as_the_same_bytes(settings, s3):
+    store = ImageStore(settings)
+    key = store.put_job_answer_image(7, "job-1", "output-0", ImageBytes(PNG, "image/png"))
+    assert key == "jobs/7/job-1/output-0.png.b64"
+    read = store.read_job_bytes(key)
+    assert (read.mime_type, read.size, read.data) == ("image/png", len(PNG), PNG)
+    assert read.to_data_url() == f"data:image/png;base64,{PNG_TEXT}"
+
+
+def test_a_job_image_stored_as_bytes_still_reads_as_that_image(settings, s3):
+    # Records written before answers were kept as base64 name the raw bytes (``….png``).
+    s3.put_object(Bucket=settings.image_bucket, Key="jobs/7/job-1/output-0.png", Body=PNG)
+    read = ImageStore(settings).read_job_bytes("jobs/7/job-1/output-0.png")
+    assert read.data == PNG and read.to_data_url() == f"data:image/png;base64,{PNG_TEXT}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        PNG_TEXT[:-1].encode(),  # cut short
+        b"\xff\xfe" + PNG_TEXT.encode(),  # not ASCII
+        base64.b64encode(b"GIF89a" + bytes(100)),  # base64, but no image this service writes
+    ],
+)
+def test_a_damaged_stored_answer_image_is_a_502_storage_error(settings, s3, body):
+    key = "jobs/7/job-1/output-0.png.b64"
+    s3.put_object(Bucket=settings.image_bucket, Key=key, Body=body)
+    with pytest.raises(StorageError) as caught:
+        ImageStore(settings).read_job_bytes(key)
+    assert caught.value.status == 502 and caught.value.type == "storage_error"
+    assert key not in caught.value.message
+
+
 # --- the provider's JSON, parsed from a stream ---------------------------------------------------
 
 

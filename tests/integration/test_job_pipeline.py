@@ -6,6 +6,7 @@ in a final failed record."""
 
 from __future__ import annotations
 
+import base64
 import json
 import traceback
 from datetime import timedelta
@@ -141,9 +142,10 @@ def test_inline_answers_keep_their_bytes_in_s3_not_in_the_record_or_the_state(
                                   save_to_db=False), None)  # fmt: skip
     job = record(jobs, state["job_id"])
     key = job.result["inline_key"]
-    assert key == f"jobs/{CUSTOMER}/{job.job_id}/output-0.png"
+    assert key == f"jobs/{CUSTOMER}/{job.job_id}/output-0.png.b64"  # its base64 text
     assert len(job.model_dump_json()) < 4096 and size(state) < 512
-    assert s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read().startswith(b"\x89PNG")
+    stored = s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read()
+    assert base64.b64decode(stored, validate=True).startswith(b"\x89PNG")
 
 
 def test_input_images_travel_by_key(service, runner, job_tasks, jobs, s3, emulators):

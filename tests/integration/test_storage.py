@@ -67,9 +67,12 @@ def test_save_to_db_false_returns_a_data_url_and_stores_no_asset(image_service, 
     assert base64.b64decode(data["image_url"].split(",", 1)[1]).startswith(b"\x89PNG")
     assert "image_key" not in data and "inline_key" not in data
     assert s3.list_objects_v2(Bucket=TEST_BUCKET, Prefix="customers/").get("KeyCount") == 0
-    # Only the job's transient copy, under jobs/ (expired by lifecycle), from which it is read.
+    # Only the job's transient copy, under jobs/ (expired by lifecycle), from which it is read:
+    # the image's base64 text, exactly as the answer inlines it.
     (transient,) = s3.list_objects_v2(Bucket=TEST_BUCKET)["Contents"]
-    assert transient["Key"] == f"jobs/123/{data['job_id']}/output-0.png"
+    assert transient["Key"] == f"jobs/123/{data['job_id']}/output-0.png.b64"
+    stored = s3.get_object(Bucket=TEST_BUCKET, Key=transient["Key"])["Body"].read()
+    assert data["image_url"] == "data:image/png;base64," + stored.decode("ascii")
 
 
 def test_an_answer_over_the_response_limit_is_stored_not_truncated(settings, s3, emulators):
@@ -149,6 +152,34 @@ def test_presigned_url_fetches_the_same_bytes(moto_server, settings):
     assert response.headers["content-type"] == "image/png"
     # and a stored key can always be turned into a fresh URL
     assert httpx.get(store.url_for(stored.key)).content == image.data
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_every_upload_carries_the_crc32_of_its_bytes_for_s3_to_check(settings, s3):
+    import zlib
+
+    sent: list[dict] = []
+    store = ImageStore(settings)
+    store.client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: sent.append({k: _text(v) for k, v in request.headers.items()}),
+    )
+    image = ImageBytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300, "image/png")
+    stored = store.store_image(123, image, metadata={"provider": "openai"})
+    key = store.put_job_answer_image(123, "job-1", "output-0", image)
+
+    def crc32(data: bytes) -> str:
+        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+    text = base64.b64encode(image.data)
+    assert [h["x-amz-checksum-crc32"] for h in sent] == [crc32(image.data), crc32(text)]
+    # The CRC32 is the integrity check: the body is not hashed again into the signature.
+    assert {h["X-Amz-Content-SHA256"] for h in sent} == {"UNSIGNED-PAYLOAD"}
+    assert s3.get_object(Bucket=TEST_BUCKET, Key=stored.key)["Body"].read() == image.data
+    assert s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read() == text
 
 
 def test_an_inline_answer_of_several_images_fits_the_response_limit(settings, s3, emulators):

@@ -72,7 +72,7 @@ def deliver(
     else:  # not the customer's assets: transient copies under jobs/, inlined when read
         entries = [
             {
-                "inline_key": store.put_job_bytes(
+                "inline_key": store.put_job_answer_image(
                     request.customer_id, job_id, f"output-{i}", item.image
                 )
             }

@@ -63,6 +63,13 @@ class ImageBytes:
             text = binascii.b2a_base64(self._data, newline=False).decode("ascii")
         return f"data:{self.mime_type};base64,{text}"
 
+    def base64_bytes(self) -> bytes:
+        """The image as base64 (ASCII bytes): the provider's own text when it sent base64 (one
+        copy, no re-encode), else the bytes encoded."""
+        if self._base64 is not None:
+            return self._base64.encode("ascii")
+        return binascii.b2a_base64(self._data, newline=False)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ImageBytes):
             return NotImplemented

@@ -8,9 +8,12 @@ CloudFront URL (origin access control) — chosen per stage by ``IMAGE_URL_MODE`
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import re
 import uuid
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,10 +23,11 @@ from aws_lambda_powertools import Logger
 
 from image_common.errors import InvalidImage, PayloadTooLarge, StorageError
 from image_common.settings import ServiceSettings
-from image_service.images import ImageBytes, image_from_bytes
+from image_service.images import ImageBytes, check_base64, image_from_bytes, sniff_mime
 
 logger = Logger(child=True)
 JOBS_PREFIX = "jobs/"
+BASE64_SUFFIX = ".b64"  # a job's image kept as base64 text (an inline answer's)
 MAX_PARALLEL_UPLOADS = 4
 _ASSET_KEY = re.compile(
     r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
@@ -40,11 +44,24 @@ def get_s3_client():
         "s3",
         config=Config(
             signature_version="s3v4",
+            # The body is not hashed into the signature (S3's UNSIGNED-PAYLOAD, what botocore
+            # does by itself over HTTPS with a checksum): every upload carries its CRC32, which
+            # S3 checks, so hashing a ~2 MB image again would only cost time and memory.
+            s3={"payload_signing_enabled": False},
             connect_timeout=5,
             read_timeout=30,
             retries={"max_attempts": 3, "mode": "standard"},
         ),
     )
+
+
+def _upload(data: bytes) -> dict[str, object]:
+    """An upload's body with its CRC32 (S3 checks it), sent without copying the image: botocore
+    joins a ``bytes`` body to the request's headers before sending it, and checksums a file in
+    1 MB pieces two at a time — each a whole extra copy of a ~2 MB image. A ``BytesIO`` (which
+    shares the bytes) is streamed instead, and the checksum is computed here in one pass."""
+    checksum = zlib.crc32(data).to_bytes(4, "big")
+    return {"Body": io.BytesIO(data), "ChecksumCRC32": base64.b64encode(checksum).decode()}
 
 
 def image_key(customer_id: int, extension: str) -> str:
@@ -109,7 +126,7 @@ class ImageStore:
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=image.data,
+                **_upload(image.data),
                 ContentType=image.mime_type,
                 Metadata=metadata,
             )
@@ -167,11 +184,42 @@ class ImageStore:
             raise StorageError("The job's image could not be stored.") from None
         return key
 
+    def put_job_answer_image(
+        self, customer_id: int, job_id: str, name: str, image: ImageBytes
+    ) -> str:
+        """An inline answer's image, kept until it is read as a data URL: stored as its base64
+        text (``….png.b64``) — the provider's own text when it sent base64 — so the job's worker
+        never decodes it and every reader inlines it without re-encoding it."""
+        key = f"{JOBS_PREFIX}{customer_id}/{job_id}/{name}.{image.extension}{BASE64_SUFFIX}"
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                **_upload(image.base64_bytes()),
+                ContentType="text/plain",
+            )
+        except Exception:
+            raise StorageError("The job's image could not be stored.") from None
+        return key
+
     def read_job_bytes(self, key: str) -> ImageBytes:
+        """A job's transient image: bytes (input images), or base64 text (an inline answer's
+        image, ``put_job_answer_image``) kept as text for its data URL."""
         if not key.startswith(JOBS_PREFIX):
             raise StorageError("The job's image could not be read.")
         try:
             data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except Exception:
             raise StorageError("The job's image could not be read.") from None
-        return image_from_bytes(data, what="job image")
+        if not key.endswith(BASE64_SUFFIX):
+            return image_from_bytes(data, what="job image")
+        try:
+            text = data.decode("ascii")
+            del data  # one copy of the image at a time
+            head, size = check_base64(text)
+        except ValueError:  # UnicodeDecodeError too: not what this service wrote
+            raise StorageError("The job's image could not be read.") from None
+        mime = sniff_mime(head)
+        if mime is None:
+            raise StorageError("The job's image could not be read.")
+        return ImageBytes.from_checked_base64(text, mime, size)

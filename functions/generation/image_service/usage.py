@@ -22,12 +22,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageError
+from image_service.job_store import get_dynamodb_client  # one per container, shared
 from image_service.telemetry import record_cost, record_limit_rejection
 
 logger = Logger(child=True)
@@ -88,18 +88,6 @@ class Charge:
             estimate_usd=float(value["estimate_usd"]),
             provider=str(value["provider"]),
         )
-
-
-@cache
-def get_dynamodb_client():
-    """One client per container; ``AWS_ENDPOINT_URL_DYNAMODB`` (boto3's own) points it elsewhere."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "dynamodb",
-        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3}),
-    )
 
 
 # The table as the code expects it (infra/constructs/usage.py deploys the same): pk/sk strings.
