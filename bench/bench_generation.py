@@ -54,6 +54,7 @@ FLOOR_TABLE = "bench-floor"
 CATALOG_DATE = "2026-11-30"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-jobs"
+OVERLAY_PARAMETER = "/bench/catalog-overlay"
 
 CONTEXT = """
 class Context:
@@ -164,11 +165,14 @@ GENERATION_WARM = (
     WARM_SETUP
     + CONTEXT
     + """
-import boto3
-boto3.setup_default_session()
-aws_calls = []  # every AWS API call the function makes, by name
-boto3.DEFAULT_SESSION.events.register(
-    "before-call", lambda model, **kw: aws_calls.append(model.name))
+import botocore.session
+aws_calls = []  # every AWS API call the function makes, by name, whichever session made it
+_create_client = botocore.session.Session.create_client
+def _counting_client(self, *args, **kwargs):
+    client = _create_client(self, *args, **kwargs)
+    client.meta.events.register("before-call", lambda model, **kw: aws_calls.append(model.name))
+    return client
+botocore.session.Session.create_client = _counting_client
 
 import generation, job_tasks
 from image_service.models import parse_request
@@ -358,6 +362,10 @@ def _aws_server() -> tuple[str, str, object]:
     dynamodb.create_table(TableName=FLOOR_TABLE, BillingMode="PAY_PER_REQUEST",
                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])  # fmt: skip
+    # The catalog overlay as deployed: an SSM parameter every function reads (here: no change).
+    session.client("ssm", endpoint_url=endpoint).put_parameter(
+        Name=OVERLAY_PARAMETER, Value="{}", Type="String"
+    )
     machine = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(
         name="bench-jobs",
         definition=json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}}),
@@ -393,6 +401,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         "DAILY_BUDGET_USD": "1000000",
         "MONTHLY_BUDGET_USD": "1000000",
         "CATALOG_DATE": CATALOG_DATE,
+        "CATALOG_OVERLAY_PARAMETER": OVERLAY_PARAMETER,
         "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY_SECRET_ARN": SECRET_ARN,
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
