@@ -43,6 +43,12 @@ FLUX = "flux"  # the one submit/poll provider: its key is all the poll task need
 # (GetItem, Query); settling a charge is one transaction of updates.
 ADMITS_AND_SHOWS_USAGE = ("GetItem", "PutItem", "Query", "UpdateItem")
 SETTLES_USAGE = ("UpdateItem",)
+# image_service.job_store: the generation function creates a job (PutItem: a transaction of
+# the record and its idempotency key), reads jobs and keys (GetItem) and marks a job failed
+# when its execution cannot start (UpdateItem); the task functions read and advance a job
+# (GetItem, UpdateItem) and never create one.
+STARTS_JOBS = ("GetItem", "PutItem", "UpdateItem")
+ADVANCES_JOBS = ("GetItem", "UpdateItem")
 # With JSON logs Lambda drops lines below the function's application log level (INFO unless
 # set), whatever level the code logs at: the stage's level goes to both.
 APPLICATION_LOG_LEVELS = {
@@ -68,6 +74,9 @@ class _Spec:
     sizing: FunctionSizing
     reserved_concurrency: int | None
     read_prefixes: tuple[str, ...] = ()
+    # Read prefixes where a missing key is the caller's error (404), not a storage failure:
+    # S3 tells missing from forbidden only to a role that may list there (s3:ListBucket).
+    not_found_prefixes: tuple[str, ...] = ()
     write_prefixes: tuple[str, ...] = ()
     # Where it may delete: the images a request stored before it failed part-way (no orphans).
     delete_prefixes: tuple[str, ...] = ()
@@ -77,7 +86,7 @@ class _Spec:
     reads_jwt_secret: bool = False
     usage_actions: tuple[str, ...] = ()  # DynamoDB item actions on the usage table
     reads_webhook_secret: bool = False
-    writes_jobs: bool = False  # conditional writes of job records (every job function)
+    job_actions: tuple[str, ...] = ()  # DynamoDB item actions on the jobs table
     lists_jobs: bool = False  # the per-customer index (GET /image/jobs)
     reads_catalog: bool = False  # the model catalog's ops overlay (an SSM parameter)
     environment: dict[str, str] = field(default_factory=dict)
@@ -178,13 +187,15 @@ class ServiceFunctions(Construct):
                 handler="generation.handler",
                 sizing=sizes.generation,
                 reserved_concurrency=reserved.generation,
-                # customers/: input images by key, and presigned URLs of stored images;
-                # jobs/: the job's input images (written) and an inline answer's image (read).
+                # customers/: input images by key (a key that names nothing is the caller's
+                # 400), and presigned URLs of stored images; jobs/: the job's input images
+                # (written) and an inline answer's image (read).
                 # No provider key: the job's run task calls the provider, not the request.
                 read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                not_found_prefixes=(IMAGES_PREFIX,),
                 write_prefixes=(JOBS_PREFIX,),
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
-                writes_jobs=True,
+                job_actions=STARTS_JOBS,
                 lists_jobs=True,
                 reads_catalog=True,
                 environment={
@@ -207,12 +218,14 @@ class ServiceFunctions(Construct):
                 handler="job_tasks.run",
                 sizing=sizes.job_run,
                 reserved_concurrency=reserved.job_run,
-                read_prefixes=(JOBS_PREFIX,),  # the job's input images
+                # The job's input images: one that cannot be read fails the job, found or not.
+                read_prefixes=(JOBS_PREFIX,),
+                # Stored images' keys go into the record (readers sign the URLs): no read.
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),  # a part-way failure removes what it stored
                 reads_provider_keys=tuple(PROVIDERS),
                 usage_actions=SETTLES_USAGE,
-                writes_jobs=True,
+                job_actions=ADVANCES_JOBS,
                 reads_catalog=True,  # the job's model spec, from the catalog in force
                 environment=service_env,
             ),
@@ -224,7 +237,7 @@ class ServiceFunctions(Construct):
                 reserved_concurrency=reserved.job_poll,
                 reads_provider_keys=(FLUX,),
                 usage_actions=SETTLES_USAGE,
-                writes_jobs=True,
+                job_actions=ADVANCES_JOBS,
                 environment=service_env,
             ),
             "store": _Spec(
@@ -236,7 +249,7 @@ class ServiceFunctions(Construct):
                 write_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
                 delete_prefixes=(IMAGES_PREFIX,),
                 usage_actions=SETTLES_USAGE,
-                writes_jobs=True,  # no provider key: the result URL is fetched without one
+                job_actions=ADVANCES_JOBS,  # no provider key: the result URL needs none
                 reads_catalog=True,  # the job's model spec, from the catalog in force
                 environment=service_env,
             ),
@@ -247,7 +260,7 @@ class ServiceFunctions(Construct):
                 sizing=sizes.job_record_failure,
                 reserved_concurrency=reserved.job_record_failure,
                 usage_actions=SETTLES_USAGE,
-                writes_jobs=True,
+                job_actions=ADVANCES_JOBS,
                 environment=service_env,
             ),
             "notify": _Spec(
@@ -256,10 +269,12 @@ class ServiceFunctions(Construct):
                 handler="job_tasks.notify",
                 sizing=sizes.job_notify,
                 reserved_concurrency=reserved.job_notify,
-                # customers/: presigned URLs in the payload; jobs/: an inline answer's image.
-                read_prefixes=(IMAGES_PREFIX, JOBS_PREFIX),
+                # jobs/: an inline answer's image, read into the payload; customers/: stored
+                # images' presigned URLs (signed only: none in cloudfront mode).
+                read_prefixes=(JOBS_PREFIX,),
+                presign_prefixes=(IMAGES_PREFIX,),
                 reads_webhook_secret=True,
-                writes_jobs=True,
+                job_actions=ADVANCES_JOBS,  # the webhook's delivery state
                 environment={
                     **service_env,
                     "WEBHOOK_SECRET_ARN": secrets.webhook_secret.secret_arn,
@@ -389,6 +404,7 @@ class ServiceFunctions(Construct):
             write=spec.write_prefixes,
             delete=spec.delete_prefixes,
             presign=presign,
+            not_found=spec.not_found_prefixes,
         )
         self._storage.acknowledge_prefix_wildcards(
             role,
@@ -407,8 +423,7 @@ class ServiceFunctions(Construct):
             self._secrets.allow_reading_jwt_secret(role)
         if spec.reads_webhook_secret:
             self._secrets.allow_reading_webhook_secret(role)
-        if spec.writes_jobs or spec.lists_jobs:
-            self._job_table.grant(role, write=spec.writes_jobs, list_jobs=spec.lists_jobs)
+        self._job_table.grant(role, spec.job_actions, list_jobs=spec.lists_jobs)
         if self._settings.functions.tracing:
             acknowledge(role, "IAM5", X_RAY_REASON, finding="Resource::*")
         return function

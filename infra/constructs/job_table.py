@@ -8,6 +8,8 @@ encryption at rest, and TTL so records and keys expire without a sweeper.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -54,15 +56,19 @@ class JobTable(Construct):
             ],
         )
 
-    def grant(self, grantee: iam.IGrantable, *, write: bool, list_jobs: bool = False) -> None:
-        """Item reads (and conditional writes) on the table; the index only for the listing.
-        TransactWriteItems has no action of its own: IAM checks each item's PutItem."""
-        actions = ["dynamodb:GetItem"]
-        if write:
-            actions += ["dynamodb:PutItem", "dynamodb:UpdateItem"]
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=actions, resources=[self.table.table_arn])
-        )
+    def grant(
+        self, grantee: iam.IGrantable, actions: Sequence[str], *, list_jobs: bool = False
+    ) -> None:
+        """Exactly these item actions on the table (a transaction is authorised per item: a
+        job created with its idempotency key is two PutItems); the index only for the
+        listing."""
+        if actions:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=sorted(f"dynamodb:{a}" for a in actions),
+                    resources=[self.table.table_arn],
+                )
+            )
         if list_jobs:
             grantee.grant_principal.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -125,10 +125,15 @@ class ImageStorage(Construct):
         write: Sequence[str] = (),
         delete: Sequence[str] = (),
         presign: Sequence[str] = (),
+        not_found: Sequence[str] = (),
     ) -> None:
         """Get/Put/Delete on objects under the given key prefixes only (e.g. ``jobs/``).
-        ``presign``: GetObject only, for presigned URLs the function hands out (it never reads
-        them, so no ListBucket either)."""
+        ``presign``: GetObject, for presigned URLs the function hands out (it never reads
+        them). ``not_found``: read prefixes where a missing key must be told from a forbidden
+        one — S3 answers 404 rather than 403 only to a role that may list the bucket there."""
+        unread = sorted(set(not_found) - set(read))
+        if unread:
+            raise ValueError(f"not_found prefixes must be read prefixes: {', '.join(unread)}")
         signed = [p for p in presign if p not in read]
         for actions, prefixes in (
             ("s3:GetObject", [*read, *signed]),
@@ -142,14 +147,12 @@ class ImageStorage(Construct):
                         resources=[self.bucket.arn_for_objects(f"{p}*") for p in prefixes],
                     )
                 )
-        if read:
-            # Without ListBucket, S3 answers a missing key with 403 instead of 404, and an
-            # unknown job would look like a storage failure. Only under the prefixes it reads.
+        if not_found:
             grantee.grant_principal.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["s3:ListBucket"],
                     resources=[self.bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in read]}},
+                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in not_found]}},
                 )
             )
 

@@ -31,8 +31,10 @@ import botocore.session
 import jwt
 import pytest
 from moto import mock_aws
+from standardwebhooks import Webhook
 
 from image_common.provider_identity import PROVIDERS
+from infra.job_definition import TASKS
 from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url
 from tests.conftest import (
     PROVIDER_KEYS,
@@ -42,10 +44,12 @@ from tests.conftest import (
     image_bytes,
     request_body,
 )
+from tests.webhook_receiver import WebhookReceiver
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE, JOBS_TABLE = "probe-images", "probe-usage", "probe-jobs"
 JWT_SECRET = "probe-jwt-secret-0123456789abcdef-0123456789"
+WEBHOOK_KEY = "cHJvYmUtd2ViaG9vay1rZXktMDEyMzQ1"  # 24 bytes in base64, as the stack generates
 RUNTIME_ONLY = ("logs:", "xray:")
 TRANSACTION_ACTIONS = {
     "Put": "PutItem",
@@ -118,7 +122,8 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
     if service == "secrets-manager":
         return [Call(f"secretsmanager:{operation}", params["SecretId"])]
     if service == "sfn":
-        return [Call(f"states:{operation}", params["stateMachineArn"])]
+        resource = params.get("stateMachineArn") or params.get("executionArn") or "*"
+        return [Call(f"states:{operation}", resource)]
     if service == "ssm":
         return [
             Call(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}")
@@ -164,18 +169,18 @@ class Resolver:
 class Grant:
     action: str
     resource: str
-    prefixes: tuple[str, ...] | None = None  # StringLike s3:prefix, when conditioned
+    # One StringLike s3:prefix of a conditioned statement: each is a grant of its own, so a
+    # ListBucket on a prefix the code never needs to answer 404 under shows as unused.
+    prefix: str | None = None
 
     def allows(self, call: Call) -> bool:
         if not fnmatch.fnmatchcase(call.action, self.action):
             return False
         if not fnmatch.fnmatchcase(call.resource, self.resource):
             return False
-        if self.prefixes is None:
+        if self.prefix is None:
             return True
-        return call.prefix is not None and any(
-            fnmatch.fnmatchcase(call.prefix, p) for p in self.prefixes
-        )
+        return call.prefix is not None and fnmatch.fnmatchcase(call.prefix, self.prefix)
 
 
 def grants_of(synth, handler: str, resolve: Resolver) -> list[Grant]:
@@ -196,11 +201,14 @@ def grants_of(synth, handler: str, resolve: Resolver) -> list[Grant]:
             condition = statement.get("Condition", {})
             assert set(condition) <= {"StringLike"}, statement
             prefixes = condition.get("StringLike", {}).get("s3:prefix")
+            # Unconditioned, it lists every key in the bucket: broader than any call shows.
+            assert prefixes or "s3:ListBucket" not in actions, f"{handler}: {statement}"
             for action in actions:
                 for resource in _as_list(resolve(statement["Resource"])):
-                    grants.append(
-                        Grant(action, resource, tuple(_as_list(prefixes)) if prefixes else None)
-                    )
+                    grants += [
+                        Grant(action, resource, prefix)
+                        for prefix in (_as_list(prefixes) if prefixes else [None])
+                    ]
     return grants
 
 
@@ -295,6 +303,10 @@ def probe(dev, monkeypatch):
         jwt_arn = secrets_client.create_secret(Name="probe/jwt", SecretString=JWT_SECRET)["ARN"]
         values[(logical(stack.node.find_child("Secrets").jwt_secret), "Ref")] = jwt_arn
         secret_values[jwt_arn] = JWT_SECRET
+        webhook_arn = secrets_client.create_secret(
+            Name="probe/webhook", SecretString=json.dumps({"WEBHOOK_SECRET": WEBHOOK_KEY})
+        )["ARN"]  # read with boto3 (Powertools), not through the extension
+        values[(logical(stack.node.find_child("Secrets").webhook_secret), "Ref")] = webhook_arn
         machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
             name="probe-jobs",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
@@ -310,13 +322,16 @@ def probe(dev, monkeypatch):
         monkeypatch.setattr(botocore.session.Session, "create_client", recording_client)
         saved = dict(os.environ)
 
-        def run(handler: str) -> Recorder:
+        def run(handler: str, environment: dict[str, str] | None = None) -> Recorder:
+            """``environment``: what a test adds to the function's own (no AWS setting)."""
             os.environ.clear()
             os.environ.update(saved)
+            os.environ.pop("WEBHOOK_SECRET", None)  # the secret comes from Secrets Manager
             for identity in PROVIDERS.values():
                 os.environ.pop(identity.api_key_variable, None)  # keys come from the secrets
                 os.environ[identity.base_url_variable] = in_process_base_url(identity.name)
             os.environ.update(environment_of(dev, handler, resolve))
+            os.environ.update(environment or {})
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
             for cache in (
                 storage.get_s3_client,
@@ -454,86 +469,133 @@ def test_generation_calls_exactly_what_it_is_granted(dev, probe):
     compare(dev, "generation.handler", resolve, recorder.calls, not_driven)
 
 
+class TaskFunctions:
+    """The job state machine's task functions, invoked as it invokes them: each step is its
+    own Lambda function (``job_tasks.<step>``, its own role and environment), started cold, and
+    the AWS calls each makes are kept apart, per function."""
+
+    def __init__(self, run, environment: dict[str, str]) -> None:
+        self._run, self._environment = run, environment
+        self.calls: dict[str, list[Call]] = {step: [] for step in TASKS}
+
+    def invoke(self, step: str, state: dict, *, fail_put_under: str | None = None) -> dict:
+        recorder = self._run(f"job_tasks.{step}", self._environment)
+        if fail_put_under is not None:
+            recorder.fail_put(fail_put_under)
+        try:
+            return getattr(_fresh("job_tasks"), step)(dict(state), Context())
+        finally:
+            self.calls[step] += recorder.calls
+
+
+def _start(generation, body: dict) -> str:
+    """A job as the API starts it (202 at once); its id."""
+    event = _async(http_event(body=body, customer_id=body["customer_id"]))
+    status, answer = _call(generation, event)
+    assert status == 202, answer
+    return answer["data"]["job_id"]
+
+
+def _workflow_inputs() -> dict[str, dict]:
+    """Job id → the input its execution was started with: what the Run state receives."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+    described = (sfn.describe_execution(executionArn=e["executionArn"]) for e in executions)
+    return {e["name"]: json.loads(e["input"]) for e in described}
+
+
 @pytest.fixture
-def flux_jobs(probe):
-    """Flux jobs started by the generation function (their workflow inputs), one per path the
-    tasks take: finishes, moderated at the first poll, refused at submit, left for a failure."""
-    run, _, _, _ = probe
-    run("generation.handler")
-    generation = _fresh("generation")
-    captured = []
-    runner = generation.image_service().jobs.runner
-    original = runner.start
-    runner.start = lambda document: (captured.append(document), original(document))
-    prompts = {
-        "good": "A fox [polls=0]",
-        "second": "A hare [polls=0]",
-        "moderated": "Refused [moderate]",
-        "unpaid": "Unpaid [no-credits]",
-        "pending": "Slow [pending]",
-    }
-    for prompt in prompts.values():
-        body = request_body(prompt, model="flux-pro-1.1")
-        assert _call(generation, http_event(body=body))[0] == 202
-    return dict(zip(prompts, captured, strict=True))
+def webhooks():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
 
 
-def _tasks(run, handler: str):
-    recorder = run(handler)
-    module = _fresh("flux_tasks")
-    module.workflow_for.cache_clear()
-    return recorder, module
+def _delivered(webhooks: WebhookReceiver, path: str) -> dict:
+    """The one signed delivery to ``path``, its signature checked with the stack's secret."""
+    (delivery,) = webhooks.for_path(path)
+    return Webhook("whsec_" + WEBHOOK_KEY).verify(delivery.body, delivery.headers)
 
 
-def _vanished(state: dict) -> dict:
-    """The same job's state after its record expired."""
-    return dict(state, job_id="0" * 32)
-
-
-@pytest.mark.skip(
-    reason="written for the Flux-only job code (flux_tasks, S3 job records); every generation "
-    "is now a job (job_tasks, DynamoDB): this probe is to be rewritten for the job pipeline"
-)
-def test_flux_tasks_call_exactly_what_they_are_granted(dev, probe, flux_jobs):
-    from image_common.errors import NotFound, ProviderError, StorageError
-
+def test_each_job_task_calls_exactly_what_it_is_granted(dev, probe, webhooks):
     run, resolve, _, _ = probe
-    jobs = flux_jobs
-
-    recorder, tasks = _tasks(run, "flux_tasks.submit")
-    submitted = {
-        name: tasks.submit(dict(jobs[name]), None) for name in ("good", "second", "moderated")
+    # The receiver is on localhost, not a public https host: trusted, as the local stack does.
+    trusted = {"TRUSTED_CALLBACK_ORIGINS": webhooks.origin}
+    flux = "flux-pro-1.1"
+    low = {"quality": "low"}
+    # One customer per job: no job meets another's rate limit.
+    bodies = {
+        # synchronous providers (run makes the whole call): stored, inline, from an input image
+        "stored": request_body("A lighthouse", customer_id=201, **low)
+        | {"callback_url": webhooks.url("/stored")},
+        "inline": request_body("A harbour", customer_id=202, save_to_db=False, **low)
+        | {"callback_url": webhooks.url("/inline")},
+        "edit": request_body(
+            "A harbour at night",
+            customer_id=203,
+            input_images=[data_url(image_bytes("png", 64, 64))],
+            **low,
+        ),
+        "unstorable": request_body("A pier", customer_id=204, **low),
+        "timed_out": request_body("A glacier", customer_id=205, **low)
+        | {"callback_url": webhooks.url("/failed")},
+        # every other provider's key, each from its own secret
+        "stability": request_body("A dune", model="core", customer_id=206),
+        "gemini": request_body("A fjord", model="gemini", customer_id=207, save_to_db=False),
+        "xai": request_body("A mesa", model="grok", customer_id=208),
+        # Flux: submit, poll, store
+        "flux": request_body("A fox [polls=0]", model=flux, customer_id=209)
+        | {"callback_url": webhooks.url("/flux")},
+        "flux_inline": request_body(
+            "A hare [polls=0]", model=flux, customer_id=210, save_to_db=False
+        ),
+        "flux_moderated": request_body("Refused [moderate]", model=flux, customer_id=211),
+        "flux_unstorable": request_body("An owl [polls=0]", model=flux, customer_id=212),
     }
-    with pytest.raises(ProviderError):
-        tasks.submit(dict(jobs["unpaid"]), None)  # the job fails and its charge is released
-    with pytest.raises(NotFound):
-        tasks.submit(_vanished(jobs["good"]), None)  # 404 from S3, not 403
-    compare(dev, "flux_tasks.submit", resolve, recorder.calls)
+    run("generation.handler", trusted)
+    generation = _fresh("generation")
+    job_ids = {name: _start(generation, body) for name, body in bodies.items()}
+    inputs = _workflow_inputs()
+    state = {name: inputs[job_id] for name, job_id in job_ids.items()}
 
-    recorder, tasks = _tasks(run, "flux_tasks.poll")
-    ready = tasks.poll(dict(submitted["good"]), None)
-    assert ready["status"] == "Ready"
-    another_ready = tasks.poll(dict(submitted["second"]), None)
-    assert tasks.poll(dict(submitted["moderated"]), None)["status"] != "Ready"
-    with pytest.raises(NotFound):
-        tasks.poll(_vanished(submitted["good"]), None)
-    compare(dev, "flux_tasks.poll", resolve, recorder.calls)
+    tasks = TaskFunctions(run, trusted)
+    # Run: a synchronous provider's job ends here, succeeded or failed; Flux's is submitted.
+    for name in ("stored", "inline", "edit", "stability", "gemini", "xai"):
+        state[name] = tasks.invoke("run", state[name])
+        assert state[name]["status"] == "Succeeded", name
+    # the image cannot be stored: the job fails, and what landed is removed
+    state["unstorable"] = tasks.invoke("run", state["unstorable"], fail_put_under="customers/")
+    assert state["unstorable"]["status"] == "Failed"
+    for name in ("flux", "flux_inline", "flux_moderated", "flux_unstorable"):
+        state[name] = tasks.invoke("run", state[name])
+        assert state[name]["status"] == "Submitted", name
+        state[name] = tasks.invoke("poll", state[name])
+    assert state["flux_moderated"]["status"] == "Failed"  # refused at the poll
+    for name in ("flux", "flux_inline"):
+        assert state[name]["status"] == "Ready", name
+        state[name] = tasks.invoke("store", state[name])
+        assert state[name]["status"] == "Succeeded", name
+    state["flux_unstorable"] = tasks.invoke(
+        "store", state["flux_unstorable"], fail_put_under="customers/"
+    )
+    assert state["flux_unstorable"]["status"] == "Failed"
+    # The Run state timed out: its catch hands record_failure the error.
+    failure = {"Error": "States.Timeout", "Cause": "The task timed out."}
+    state["timed_out"] = tasks.invoke("record_failure", state["timed_out"] | {"error": failure})
+    assert state["timed_out"]["status"] == "Failed"
+    # Every job ends in Notify: one signed POST to a job's callback_url, none without one.
+    for name in state:
+        assert tasks.invoke("notify", state[name])["webhook"] == {"next": "Done"}, name
+    stored = _delivered(webhooks, "/stored")["data"]["data"]
+    assert "X-Amz-Signature=" in stored["image_url"]  # presigned by the notify function
+    assert _delivered(webhooks, "/inline")["data"]["data"]["image_url"].startswith("data:image/")
+    assert _delivered(webhooks, "/flux")["type"] == "image.job.succeeded"
+    assert _delivered(webhooks, "/failed")["type"] == "image.job.failed"
+    assert len(webhooks.deliveries) == 4
 
-    recorder, tasks = _tasks(run, "flux_tasks.store")
-    recorder.fail_put("customers/")  # the image cannot be stored: what landed is removed
-    with pytest.raises(StorageError):
-        tasks.store(dict(ready), None)
-    assert tasks.store(dict(another_ready), None)["job_id"] == another_ready["job_id"]
-    with pytest.raises(NotFound):
-        tasks.store(_vanished(ready), None)
-    compare(dev, "flux_tasks.store", resolve, recorder.calls)
-
-    recorder, tasks = _tasks(run, "flux_tasks.record_failure")
-    failure = {"Error": "States.Timeout", "Cause": "the execution timed out"}
-    assert tasks.record_failure(dict(jobs["pending"], error=failure), None)["status"] == "failed"
-    vanished = _vanished(jobs["pending"])
-    assert tasks.record_failure(vanished, None) == vanished  # nothing left to record
-    compare(dev, "flux_tasks.record_failure", resolve, recorder.calls)
+    for step in TASKS:
+        compare(dev, f"job_tasks.{step}", resolve, tasks.calls[step])
 
 
 def test_the_authorizer_reads_only_its_jwt_secret_through_the_extension(dev, probe):

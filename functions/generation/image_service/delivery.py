@@ -68,7 +68,7 @@ def deliver(
         stored = store.store_images(
             request.customer_id, [item.image for item in result.images], metadata=metadata
         )
-        entries: list[dict[str, Any]] = [{"image_key": s.key} for s in stored]
+        entries: list[dict[str, Any]] = [{"image_key": key} for key in stored]
     else:  # not the customer's assets: transient copies under jobs/, inlined when read
         entries = [
             {

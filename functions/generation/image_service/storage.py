@@ -16,7 +16,6 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import cache
 
 from aws_lambda_powertools import Logger
@@ -72,12 +71,6 @@ def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
-class StoredImage:
-    key: str
-    url: str
-
-
 class ImageStore:
     def __init__(self, settings: ServiceSettings, client=None) -> None:
         self._settings = settings
@@ -91,18 +84,17 @@ class ImageStore:
     def bucket(self) -> str:
         return self._settings.image_bucket
 
-    def store_image(
-        self, customer_id: int, image: ImageBytes, *, metadata: dict[str, str]
-    ) -> StoredImage:
-        (stored,) = self.store_images(customer_id, [image], metadata=metadata)
-        return stored
+    def store_image(self, customer_id: int, image: ImageBytes, *, metadata: dict[str, str]) -> str:
+        (key,) = self.store_images(customer_id, [image], metadata=metadata)
+        return key
 
     def store_images(
         self, customer_id: int, images: Sequence[ImageBytes], *, metadata: dict[str, str]
-    ) -> list[StoredImage]:
+    ) -> list[str]:
         """All of a request's images, or none: when one cannot be stored, those already stored
         are removed before the 502, so a failed request leaves nothing that nobody points to.
-        Several images are uploaded in parallel."""
+        Several images are uploaded in parallel. Their keys: whoever shows them signs the URLs
+        (``url_for``), so the function that stores them needs no read access."""
         # Every key before any put: a put that failed late may still have landed.
         keys = [image_key(customer_id, image.extension) for image in images]
         try:
@@ -116,7 +108,7 @@ class ImageStore:
                     ]
                 for put in puts:
                     put.result()
-            return [StoredImage(key=key, url=self.url_for(key)) for key in keys]
+            return keys
         except Exception:
             self._remove(keys)
             raise
