@@ -7,9 +7,14 @@ Recording: a botocore ``before-parameter-build`` hook on every client created du
 (it sees real calls and presigned URLs alike — a presigned GET is a ``s3:GetObject`` of the
 signer's); an ``after-call`` hook turns a ``NoSuchKey`` into the ``s3:ListBucket`` on that key
 S3 requires to answer 404 rather than 403; a DynamoDB transaction counts as each of its items'
-actions (that is how IAM authorises it); the authorizer's secret read through the Lambda
-extension is recorded by a stand-in extension on localhost. CloudWatch Logs and X-Ray grants
-are the runtime's, not the code's, and are left out.
+actions (that is how IAM authorises it); secrets read through the Lambda extension (the JWT
+secret, provider keys) are recorded by a stand-in extension on localhost. CloudWatch Logs and
+X-Ray grants are the runtime's, not the code's, and are left out.
+
+The job state machine's task functions (one per step, each with its own role) are run as the
+state machine runs them: the probe's state machine is a stand-in that runs nothing, so each
+task is invoked with its job's execution input, step after step, and each function's calls
+are compared with its own role.
 """
 
 from __future__ import annotations

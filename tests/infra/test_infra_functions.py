@@ -342,11 +342,12 @@ def _dynamodb(synth, handler: str, table: dict) -> dict[str, list]:
     ("handler", "actions"),
     [
         ("generation.handler", {"GetItem", "PutItem", "UpdateItem", "Query"}),
-        ("job_tasks.run", {"GetItem", "PutItem", "UpdateItem"}),
-        ("job_tasks.poll", {"GetItem", "PutItem", "UpdateItem"}),
-        ("job_tasks.store", {"GetItem", "PutItem", "UpdateItem"}),
-        ("job_tasks.record_failure", {"GetItem", "PutItem", "UpdateItem"}),
-        ("job_tasks.notify", {"GetItem", "PutItem", "UpdateItem"}),
+        # the tasks read and advance a job the generation function created: no PutItem
+        ("job_tasks.run", {"GetItem", "UpdateItem"}),
+        ("job_tasks.poll", {"GetItem", "UpdateItem"}),
+        ("job_tasks.store", {"GetItem", "UpdateItem"}),
+        ("job_tasks.record_failure", {"GetItem", "UpdateItem"}),
+        ("job_tasks.notify", {"GetItem", "UpdateItem"}),
         ("authorizer.handler", set()),
         ("health.handler", set()),
     ],
@@ -467,14 +468,20 @@ def test_every_function_publishes_a_version_behind_a_live_alias(synthesized):
         assert versions[version_id]["Properties"]["FunctionName"] == props["FunctionName"]
 
 
-def test_list_bucket_is_limited_to_the_prefixes_a_function_reads(dev, prod):
-    expected = {
-        "generation.handler": ["customers/*", "jobs/*"],
-        "job_tasks.run": ["jobs/*"],  # it presigns customers/*, and never lists them
-        "job_tasks.notify": ["customers/*", "jobs/*"],
-    }
-    for handler, prefixes in expected.items():
-        (listing,) = [s for s in _statements(dev, handler) if "s3:ListBucket" in _actions(s)]
-        assert listing["Condition"] == {"StringLike": {"s3:prefix": prefixes}}, handler
-    # CloudFront URLs are not signed by the function: no GetObject on customers/* for store
+def test_only_generation_may_list_and_only_under_customers(synthesized):
+    """ListBucket makes S3 answer a missing key with 404 instead of 403: only an input image
+    key that names nothing needs that (the caller's 400). A job's own images under jobs/
+    that cannot be read fail the job either way."""
+    for handler in HANDLERS:
+        listings = [s for s in _statements(synthesized, handler) if "s3:ListBucket" in _actions(s)]
+        if handler != "generation.handler":
+            assert listings == [], handler
+            continue
+        (listing,) = listings
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": ["customers/*"]}}
+
+
+def test_cloudfront_urls_leave_the_tasks_no_read_of_stored_images(prod):
+    # CloudFront URLs are not signed by the function: no GetObject on customers/*
     assert "s3:GetObject" not in _grants(prod, "job_tasks.store")
+    assert _grants(prod, "job_tasks.notify") == {"s3:GetObject": {"/jobs/*"}}
