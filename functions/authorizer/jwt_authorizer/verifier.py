@@ -7,7 +7,6 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -55,8 +54,10 @@ class DenialReason(StrEnum):
     BAD_CUSTOMER = "bad_customer"
 
 
-@dataclass(frozen=True)
-class Denial:
+# Outcomes are NamedTuples, not frozen dataclasses: a Principal is built on every allowed request
+# (a frozen dataclass's __init__ sets each field through object.__setattr__, several times the
+# cost), and creating a dataclass at import costs a millisecond or two of every cold start.
+class Denial(NamedTuple):
     reason: DenialReason
     kid: str | None = None
     issuer: str | None = None  # unverified, for the log line only
@@ -64,8 +65,6 @@ class Denial:
 
 
 class Principal(NamedTuple):
-    # A NamedTuple, not a frozen dataclass: built on every allowed request, and a frozen
-    # dataclass's __init__ (object.__setattr__ per field) costs several times as much.
     customer_id: str
     subject: str
     scopes: tuple[str, ...]
@@ -153,7 +152,7 @@ class TokenVerifier:
             )
         principal = self._principal(claims)
         if isinstance(principal, Denial) and principal.kid is None:
-            return replace(principal, kid=kid or _unverified_kid(token))
+            return principal._replace(kid=kid or _unverified_kid(token))
         return principal
 
     def _key(self, kid: str | None) -> bytes | PyJWK | Denial:
