@@ -5,7 +5,7 @@
   is ``import jwt`` + a PyJWT decode (below) with the secret in hand. (Reading the secret through
   the extension, ``JWT_SECRET_ARN`` as deployed, is measured on its own line: it is a local HTTP
   call the floor does not make.) Contenders take turns each round; besides the samples, each
-  round's ratio to the floor started just after it is returned (``cold_paired_ratio``), which
+  round's ratio to the floor's process of the same round is returned (``cold_paired_ratio``), which
   a loaded machine disturbs far less than the ratio of two medians.
 - **warm**: CPU time per token in one process: the handler (event in, simple response out)
   against a bare PyJWT decode, in alternating short rounds; the ratio is the median of the
@@ -116,7 +116,7 @@ def run(cold_runs: int) -> dict:
     finally:
         extension.close()
     cold = {name: times[1:] for name, times in cold.items()}
-    # Per round, each contender over the floor started just after it: the ratio under the same
+    # Per round, each contender over the floor's process of that round: the ratio under the same
     # load (on a shared machine, medians of separate samples drift apart with the load).
     paired = {
         name: [ours / floor for ours, floor in zip(times, cold["bare PyJWT"], strict=True)]
