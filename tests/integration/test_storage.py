@@ -167,7 +167,7 @@ def test_every_upload_carries_the_crc32_of_its_bytes_for_s3_to_check(settings, s
         lambda request, **_: sent.append({k: _text(v) for k, v in request.headers.items()}),
     )
     image = ImageBytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300, "image/png")
-    stored = store.store_image(123, image, metadata={"provider": "openai"})
+    stored_key = store.store_image(123, image, metadata={"provider": "openai"})
     key = store.put_job_answer_image(123, "job-1", "output-0", image)
 
     def crc32(data: bytes) -> str:
@@ -177,7 +177,7 @@ def test_every_upload_carries_the_crc32_of_its_bytes_for_s3_to_check(settings, s
     assert [h["x-amz-checksum-crc32"] for h in sent] == [crc32(image.data), crc32(text)]
     # The CRC32 is the integrity check: the body is not hashed again into the signature.
     assert {h["X-Amz-Content-SHA256"] for h in sent} == {"UNSIGNED-PAYLOAD"}
-    assert s3.get_object(Bucket=TEST_BUCKET, Key=stored.key)["Body"].read() == image.data
+    assert s3.get_object(Bucket=TEST_BUCKET, Key=stored_key)["Body"].read() == image.data
     assert s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read() == text
 
 
