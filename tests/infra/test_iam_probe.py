@@ -343,6 +343,7 @@ def probe(dev, monkeypatch):
                 usage.get_dynamodb_client,
                 job_store.get_dynamodb_client,
                 step_functions.get_sfn_client,
+                catalog.get_ssm_client,
             ):
                 cache.cache_clear()
             catalog.catalog_settings.cache_clear()  # the function's own overlay parameter
@@ -375,6 +376,7 @@ def probe(dev, monkeypatch):
                 usage.get_dynamodb_client,
                 job_store.get_dynamodb_client,
                 step_functions.get_sfn_client,
+                catalog.get_ssm_client,
             ):
                 cache.cache_clear()
             catalog.catalog_settings.cache_clear()

@@ -1,5 +1,5 @@
-"""The ops overlay: published to SSM Parameter Store (moto), read through Powertools with a
-max_age cache, laid over the shipped catalog — a good one takes effect, a bad one is rejected
+"""The ops overlay: published to SSM Parameter Store (moto), read with botocore and kept for
+max_age (an injected clock), laid over the shipped catalog — a good one takes effect, a bad one is rejected
 with a log line and a metric and the last good catalog stays, an unreachable one changes
 nothing. Locally (make dev) the overlay is a file."""
 
@@ -11,7 +11,6 @@ import logging
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
 from image_service import catalog as catalogs
@@ -42,13 +41,11 @@ RETIRE_GPT_IMAGE_2 = {
 
 @pytest.fixture
 def ssm():
-    """moto's SSM, reached through a fresh Powertools provider (its client caches endpoints)."""
+    """moto's SSM, reached through a fresh client of the service's (it caches endpoints)."""
     with mock_aws():
-        parameters_base.DEFAULT_PROVIDERS.clear()
-        parameters_base.clear_caches()
+        catalogs.get_ssm_client.cache_clear()
         yield boto3.client("ssm", region_name="us-east-1")
-        parameters_base.DEFAULT_PROVIDERS.clear()
-        parameters_base.clear_caches()
+        catalogs.get_ssm_client.cache_clear()
 
 
 @pytest.fixture
@@ -170,7 +167,7 @@ def test_an_unreachable_parameter_store_keeps_the_last_good_catalog(
     # Parameter Store stops answering: nothing listens on the endpoint, one attempt only.
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    parameters_base.DEFAULT_PROVIDERS.clear()
+    catalogs.get_ssm_client.cache_clear()
     with caplog.at_level(logging.WARNING):
         catalog = source.current()
 
@@ -187,14 +184,53 @@ def test_a_reader_that_fails_keeps_the_shipped_catalog_on_a_cold_start(metrics):
     assert metrics == ["CatalogOverlayUnreachable"]
 
 
-def test_the_overlay_is_read_through_the_powertools_cache(ssm, metrics):
-    source = source_for(ssm_overlay_reader(PARAMETER, max_age=300), metrics)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_overlay_is_kept_for_max_age_then_read_again(ssm, metrics):
+    clock = Clock()
+    source = source_for(ssm_overlay_reader(PARAMETER, max_age=300, clock=clock), metrics)
     publish(ssm, MOVE_OPENAI)
     assert served(source.current(), "openai") == "gpt-image-2.6-flare"
-    publish(ssm, {})  # published, but the cached value holds until max_age passes
+    publish(ssm, {})  # published, but the kept value holds until max_age passes
+    clock.now += 299
     assert served(source.current(), "openai") == "gpt-image-2.6-flare"
-    parameters_base.clear_caches()  # max_age passed
+    clock.now += 1
     assert served(source.current(), "openai") == SHIPPED_CATALOG.aliases["openai"]
+
+
+def test_a_missing_parameter_is_looked_up_again_only_after_max_age(ssm, metrics):
+    clock = Clock()
+    asked: list[str] = []
+    catalogs.get_ssm_client().meta.events.register(
+        "before-call.ssm.GetParameter", lambda **_: asked.append("GetParameter")
+    )
+    source = source_for(ssm_overlay_reader(PARAMETER, max_age=300, clock=clock), metrics)
+    assert source.current() == SHIPPED_CATALOG
+    publish(ssm, MOVE_OPENAI)  # published now: seen once max_age has passed
+    clock.now += 299
+    assert source.current() == SHIPPED_CATALOG and asked == ["GetParameter"]
+    clock.now += 1
+    assert served(source.current(), "openai") == "gpt-image-2.6-flare"
+    assert asked == ["GetParameter"] * 2 and metrics == []
+
+
+def test_a_failed_read_is_not_kept_the_next_call_reads_again(ssm, metrics, monkeypatch):
+    clock = Clock()
+    source = source_for(ssm_overlay_reader(PARAMETER, max_age=300, clock=clock), metrics)
+    publish(ssm, MOVE_OPENAI)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    catalogs.get_ssm_client.cache_clear()
+    assert source.current() == SHIPPED_CATALOG and metrics == ["CatalogOverlayUnreachable"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SSM")
+    catalogs.get_ssm_client.cache_clear()
+    assert served(source.current(), "openai") == "gpt-image-2.6-flare"  # same clock: read again
 
 
 # --- locally: a file ----------------------------------------------------------------------------

@@ -122,3 +122,46 @@ def test_powertools_event_handler_names_still_resolve_after_the_lean_import():
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
     )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+AWS_PROBE = """
+import json, sys
+import generation, job_tasks
+from image_service import catalog, job_store, step_functions, storage
+job_store.get_dynamodb_client().list_tables()
+storage.get_s3_client().list_buckets()
+step_functions.get_sfn_client().list_state_machines()
+print(json.dumps({"openai": catalog.current_catalog().aliases["openai"],
+                  "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_job_paths_aws_clients_and_the_catalog_overlay_need_no_boto3():
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        aws = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "probe",
+               "AWS_SECRET_ACCESS_KEY": "probe", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+        boto3.client("ssm", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id="probe", aws_secret_access_key="probe").put_parameter(
+            Name="/probe/overlay", Type="String",
+            Value=json.dumps({"aliases": {"openai": "gpt-image-2.6-flare"}}))  # fmt: skip
+        env = {"PYTHONPATH": f"{ROOT / 'functions/generation'}:{ROOT / 'layers/common/python'}",
+               "PATH": "/usr/bin:/bin", "IMAGE_BUCKET": "probe-bucket",
+               "POWERTOOLS_METRICS_NAMESPACE": "Probe", "CATALOG_OVERLAY_PARAMETER": "/probe/overlay",
+               **aws}  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", AWS_PROBE], env=env, capture_output=True, text=True, check=False
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["openai"] == "gpt-image-2.6-flare"  # the overlay was read from SSM
+    modules = set(answer["modules"])
+    assert "botocore.client" in modules
+    assert not {"boto3", "s3transfer", "aws_lambda_powertools.utilities.parameters"} & modules

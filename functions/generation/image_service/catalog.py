@@ -14,8 +14,8 @@ exactly like the shipped catalog. A bad overlay never takes the service down: it
 with a log line and a ``CatalogOverlayRejected`` metric and the last good catalog stays; an
 unreachable parameter keeps the last good catalog too (``CatalogOverlayUnreachable``); both are
 alarmed (``infra/constructs/monitoring.py``, names from ``image_common.metric_names``). The
-parameter is read through Powertools with a ``max_age`` cache, so a change reaches warm
-containers within that time.
+parameter is read with botocore (``image_service.aws``; no boto3 on the cold path) and kept for
+``max_age``, so a change — or a first publication — reaches warm containers within that time.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -156,18 +157,40 @@ class CatalogSource:
 # --- where the overlay lives ------------------------------------------------------------------
 
 
-def ssm_overlay_reader(name: str, max_age: int = OVERLAY_MAX_AGE_SECONDS) -> OverlayReader:
-    """The SSM parameter ``name`` through Powertools' cache; a missing parameter is no overlay."""
+@cache
+def get_ssm_client():
+    """One client per container (``image_service.aws``: botocore, no boto3 on the cold path)."""
+    from image_service import aws
+
+    return aws.client(
+        "ssm", connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
+    )
+
+
+def ssm_overlay_reader(
+    name: str,
+    max_age: int = OVERLAY_MAX_AGE_SECONDS,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> OverlayReader:
+    """The SSM parameter ``name``, read at most once per ``max_age`` seconds (``clock``); a
+    missing parameter is no overlay — and is also looked up again only after ``max_age``. A
+    failed read is not kept: the next call tries again."""
+    kept: list[tuple[float, str | None]] = []  # (read at, value)
 
     def read() -> str | None:
-        from aws_lambda_powertools.utilities import parameters  # boto3 only when configured
-
+        now = clock()
+        if kept and now - kept[0][0] < max_age:
+            return kept[0][1]
+        client = get_ssm_client()
         try:
-            return parameters.get_parameter(name, max_age=max_age)
-        except parameters.exceptions.GetParameterError as error:
-            if "ParameterNotFound" in str(error):
-                return None
-            raise OverlayUnreachable(type(error.__cause__ or error).__name__) from None
+            value = client.get_parameter(Name=name)["Parameter"]["Value"]
+        except client.exceptions.ParameterNotFound:
+            value = None
+        except Exception as error:  # botocore's errors: the type only, never AWS detail
+            raise OverlayUnreachable(type(error).__name__) from None
+        kept[:] = [(now, value)]
+        return value
 
     return read
 

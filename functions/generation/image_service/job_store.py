@@ -62,15 +62,14 @@ MAX_LIST_LIMIT = 100
 
 @cache
 def get_dynamodb_client():
-    """One client per container; ``AWS_ENDPOINT_URL_DYNAMODB`` (boto3's own) points it elsewhere."""
-    import boto3
-    from botocore.config import Config
+    """One client per container; ``AWS_ENDPOINT_URL_DYNAMODB`` (botocore's own) points it elsewhere."""
+    from image_service import aws
 
-    return boto3.client(
+    return aws.client(
         "dynamodb",
-        config=Config(
-            connect_timeout=3, read_timeout=5, retries={"max_attempts": 4, "mode": "standard"}
-        ),
+        connect_timeout=3,
+        read_timeout=5,
+        retries={"max_attempts": 4, "mode": "standard"},
     )
 
 

@@ -20,15 +20,14 @@ logger = Logger(child=True)
 
 @cache
 def get_sfn_client():
-    """One client per container; ``AWS_ENDPOINT_URL_SFN`` (boto3's own) points it elsewhere."""
-    import boto3
-    from botocore.config import Config
+    """One client per container; ``AWS_ENDPOINT_URL_SFN`` (botocore's own) points it elsewhere."""
+    from image_service import aws
 
-    return boto3.client(
+    return aws.client(
         "stepfunctions",
-        config=Config(
-            connect_timeout=3, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
-        ),
+        connect_timeout=3,
+        read_timeout=5,
+        retries={"max_attempts": 3, "mode": "standard"},
     )
 
 

@@ -35,22 +35,19 @@ _ASSET_KEY = re.compile(
 
 @cache
 def get_s3_client():
-    """One client per container. ``AWS_ENDPOINT_URL_S3`` (boto3's own) points it elsewhere."""
-    import boto3  # imported on first storage use, not at cold start of every request path
-    from botocore.config import Config
+    """One client per container. ``AWS_ENDPOINT_URL_S3`` (botocore's own) points it elsewhere."""
+    from image_service import aws
 
-    return boto3.client(
+    return aws.client(
         "s3",
-        config=Config(
-            signature_version="s3v4",
-            # The body is not hashed into the signature (S3's UNSIGNED-PAYLOAD, what botocore
-            # does by itself over HTTPS with a checksum): every upload carries its CRC32, which
-            # S3 checks, so hashing a ~2 MB image again would only cost time and memory.
-            s3={"payload_signing_enabled": False},
-            connect_timeout=5,
-            read_timeout=30,
-            retries={"max_attempts": 3, "mode": "standard"},
-        ),
+        signature_version="s3v4",
+        # The body is not hashed into the signature (S3's UNSIGNED-PAYLOAD, what botocore
+        # does by itself over HTTPS with a checksum): every upload carries its CRC32, which
+        # S3 checks, so hashing a ~2 MB image again would only cost time and memory.
+        s3={"payload_signing_enabled": False},
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 3, "mode": "standard"},
     )
 
 
