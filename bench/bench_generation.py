@@ -186,7 +186,7 @@ results = {}
 def counted(call):
     aws_calls.clear()
     call()
-    return len(aws_calls)
+    return list(aws_calls)
 
 # --- the request path alone (deployed runner: Step Functions) ------------------------------
 def start(event):

@@ -9,6 +9,7 @@ load average is printed beside them: on a busy shared machine, rerun before trus
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -66,16 +67,16 @@ def generation_rows(result: dict) -> list[Row]:
                  "request path (HTTP, respond-async)"):  # fmt: skip
         item = warm[name]
         ratio = med(item["times"]) / floor
-        rows.append((f"warm: {name} [{item['aws_calls']} AWS calls]",
+        rows.append((f"warm: {name} [{len(item['aws_calls'])} AWS calls]",
                      spread(item["times"], digits=2), f"{ratio:.2f}× floor", ""))  # fmt: skip
     job_floor = med(warm["job floor"]["times"])
-    rows.append(("warm: job floor (floor + 9 AWS calls, bare boto3) [9 AWS calls]",
+    rows.append(("warm: job floor (the floor + 9 AWS calls with bare boto3)",
                  spread(warm["job floor"]["times"], digits=2), "", ""))  # fmt: skip
     for name, limit in (("direct, data URL", 1.1), ("HTTP, data URL", 1.3),
                         ("direct, stored (S3)", None), ("HTTP, stored (S3)", None)):  # fmt: skip
         item = warm[name]
         ratio = med(item["times"]) / job_floor
-        rows.append((f"warm: whole generation, {name} [{item['aws_calls']} AWS calls]",
+        rows.append((f"warm: whole generation, {name} [{len(item['aws_calls'])} AWS calls]",
                      spread(item["times"], digits=2), f"{ratio:.2f}× job floor",
                      verdict(ratio, limit) if limit else ""))  # fmt: skip
 
@@ -158,6 +159,9 @@ def main() -> None:
     print_table("Authorizer (HS256)", authorizer_rows(authorizer))
     print_table("Artifact", artifact_rows(deployed_assets()))
     print(f"\nload average after: {after}")
+    raw = ROOT / "build" / "bench" / "last-run.json"  # every sample, and each AWS call by name
+    raw.write_text(json.dumps({"generation": generation, "authorizer": authorizer}, default=str))
+    print(f"raw numbers: {raw.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
