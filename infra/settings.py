@@ -291,6 +291,9 @@ class CatalogSettings(_Settings):
     # None: /{resource_prefix}/catalog-overlay
     overlay_parameter: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$")
     overlay_max_age_seconds: int = Field(default=300, ge=0, le=3600)
+    # After a failed or rejected read, a container reads again no sooner than this: one SSM
+    # read per container per interval during an outage or throttling, not one per request.
+    overlay_retry_seconds: int = Field(default=30, ge=1, le=3600)
 
 
 class ModelsCheckSettings(_Settings):
@@ -328,7 +331,9 @@ class MonitoringSettings(_Settings):
     webhook_failures_threshold: int = Field(default=1, ge=1)
     model_drift_threshold: int = Field(default=1, ge=1)  # drift findings in one daily check
     # Catalog reads that kept the last good catalog, per period: any rejection of a published
-    # overlay; unreachable reads above one blip (each request retries a failed read).
+    # overlay (re-counted on each re-read while it stays published); unreachable reads above one
+    # blip (each container retries a failed read once per catalog.overlay_retry_seconds, so at
+    # the default 30 s one busy container counts up to 10 in a 5-minute period).
     catalog_overlay_rejected_threshold: int = Field(default=1, ge=1)
     catalog_overlay_unreachable_threshold: int = Field(default=5, ge=1)
     period_minutes: int = Field(default=5, ge=1, le=60)

@@ -460,6 +460,7 @@ class ServiceFunctions(Construct):
         return {
             "CATALOG_OVERLAY_PARAMETER": self._settings.catalog_overlay_parameter,
             "CATALOG_OVERLAY_MAX_AGE_SECONDS": str(catalog.overlay_max_age_seconds),
+            "CATALOG_OVERLAY_RETRY_SECONDS": str(catalog.overlay_retry_seconds),
         }
 
     def _allow_reading_catalog_overlay(self, role: iam.Role) -> None:

@@ -275,15 +275,16 @@ class ServiceMonitoring(Construct):
 
     def _catalog_overlay_alarms(self) -> None:
         """Every function that reads the catalog counts these under the ``service`` dimension
-        alone, on the read that meets the problem: a rejection once per container that judges
-        the overlay, an unreachable parameter on every failed read."""
+        alone, on each read that meets the problem: a container re-reads a rejected or
+        unreachable overlay once per ``catalog.overlay_retry_seconds``, so both keep counting
+        while the problem lasts and the container serves requests."""
         monitoring = self._settings.monitoring
         self._alarm(
             "CatalogOverlayRejected",
             "The published catalog overlay is invalid and was rejected: the last good catalog "
             "stays in force, not the change ops published (log line 'catalog overlay rejected' "
-            "gives the reason). Returning to OK means no container rejected it lately, not that "
-            "it was fixed: publish a valid overlay",
+            "gives the reason). It is counted again on each re-read while it stays published; "
+            "OK means no container met it in the period (fixed, or no traffic to read it)",
             self._service_metric(metric_names.CATALOG_OVERLAY_REJECTED),
             threshold=monitoring.catalog_overlay_rejected_threshold,
         )

@@ -49,7 +49,11 @@ JWKS_STAGE = {
         "catalog_overlay_unreachable_threshold": 9,
     },
     # an overlay parameter of its own naming
-    "catalog": {"overlay_parameter": "/shared/image-models/overlay", "overlay_max_age_seconds": 60},
+    "catalog": {
+        "overlay_parameter": "/shared/image-models/overlay",
+        "overlay_max_age_seconds": 60,
+        "overlay_retry_seconds": 45,
+    },
     # and the models check with its schedule off, a shorter window and acknowledged models
     "models_check": {
         "enabled": False,

@@ -37,13 +37,13 @@ def _parameter_arn(synth, name: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("stage", "parameter", "max_age"),
-    [("dev", "/image-service-dev/catalog-overlay", "300"),
-     ("prod", "/image-service-prod/catalog-overlay", "300"),
-     ("jwks", "/shared/image-models/overlay", "60")],
+    ("stage", "parameter", "max_age", "retry"),
+    [("dev", "/image-service-dev/catalog-overlay", "300", "30"),
+     ("prod", "/image-service-prod/catalog-overlay", "300", "30"),
+     ("jwks", "/shared/image-models/overlay", "60", "45")],
 )  # fmt: skip
 def test_catalog_readers_know_the_overlay_parameter_and_may_get_only_it(
-    request, stage, parameter, max_age
+    request, stage, parameter, max_age, retry
 ):
     synth = request.getfixturevalue(stage)
     functions = _functions(synth)
@@ -51,6 +51,7 @@ def test_catalog_readers_know_the_overlay_parameter_and_may_get_only_it(
         env = functions[handler]["Environment"]["Variables"]
         assert env["CATALOG_OVERLAY_PARAMETER"] == parameter, handler
         assert env["CATALOG_OVERLAY_MAX_AGE_SECONDS"] == max_age, handler
+        assert env["CATALOG_OVERLAY_RETRY_SECONDS"] == retry, handler
         [statement] = _ssm_statements(synth, handler)
         assert _actions(statement) == {"ssm:GetParameter"}
         assert _resources(statement) == [_parameter_arn(synth, parameter)]

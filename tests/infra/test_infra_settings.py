@@ -55,6 +55,13 @@ def test_a_misspelt_setting_is_rejected_not_ignored():
         _load({"functions": {"memroy": 512}})
 
 
+def test_the_catalog_overlay_retry_interval_cannot_be_zero():
+    # 0 would read the parameter on every request again while SSM fails or throttles.
+    with pytest.raises(SettingsError, match=r"stages.test.catalog.overlay_retry_seconds"):
+        _load({"catalog": {"overlay_retry_seconds": 0}})
+    assert _load({}).catalog.overlay_retry_seconds == 30
+
+
 def test_log_retention_must_be_a_cloudwatch_period():
     with pytest.raises(SettingsError, match="log_retention_days must be one of"):
         _load({"log_retention_days": 10})

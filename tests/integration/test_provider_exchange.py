@@ -25,6 +25,7 @@ from image_common.errors import (
     ProviderRateLimited,
     ProviderTimeout,
 )
+from image_common.provider_identity import ProviderIdentity
 from image_service import http as service_http
 from image_service.http import (
     ErrorAnswer,
@@ -34,11 +35,13 @@ from image_service.http import (
 )
 
 KEY = "acme-live-key-0123456789abcdef"
+ACME = ProviderIdentity(
+    "acme", "ACME", "https://api.acme.example", key_header="authorization", key_prefix="Bearer "
+)
+BFL_LIKE = ProviderIdentity("bfl", "BFL", "https://api.bfl.example", key_header="x-key")
 # An OpenAI-like dialect: bearer key, {"error": {"message", "code"}}, codes that mean something.
 WIRE = ProviderWire(
-    "acme",
-    key_header="authorization",
-    key_prefix="Bearer ",
+    ACME,
     content_policy_codes=frozenset({"moderation_blocked"}),
     model_not_found_codes=frozenset({"model_not_found"}),
 )
@@ -141,7 +144,7 @@ def failure(endpoint, url: str, expected: type[ImageServiceError], **kwargs) -> 
 
 def test_the_key_travels_in_the_providers_header_beside_the_callers_headers(provider, endpoint):
     url = provider.answer("/ok", 200, {"data": []})
-    wire = ProviderWire("bfl", key_header="x-key")
+    wire = ProviderWire(BFL_LIKE)
     with provider_exchange(
         wire, endpoint, "POST", url, timeout_seconds=1, headers={"accept": "image/*"}
     ):
@@ -278,8 +281,7 @@ def test_a_providers_own_wording_replaces_the_message_but_the_status_keeps_the_t
     provider, endpoint
 ):
     wire = ProviderWire(
-        "bfl",
-        key_header="x-key",
+        BFL_LIKE,
         read_error=lambda body: ErrorAnswer(str(body.get("detail", "")) if body else ""),
         status_messages={402: "Out of credits.", 429: "Too many tasks in flight."},
     )

@@ -4,6 +4,7 @@ pagination, provider errors, and keys read as the adapters read them."""
 from __future__ import annotations
 
 import datetime
+import importlib
 from pathlib import Path
 
 import httpx
@@ -225,6 +226,25 @@ def test_a_provider_that_does_not_answer_in_time_is_a_failure(monkeypatch):
     finally:
         service_http.set_http_client(None)
     assert (listing.state, listing.reason) == ("failed", "no answer within 1.5 s")
+
+
+@pytest.mark.parametrize("provider", MODEL_LIST_PROVIDERS)
+def test_a_model_list_call_sends_the_key_in_the_header_the_providers_adapter_sends(
+    listed, provider
+):
+    """One definition of how a provider takes our key: the identity record the adapter's wire
+    carries is the one the list call reads its header from."""
+    from image_service.providers import _ADAPTER_MODULES
+
+    adapter = importlib.import_module(f"image_service.providers.{_ADAPTER_MODULES[provider]}")
+    assert adapter.WIRE.identity is PROVIDERS[provider]
+    emulator = listed(provider)
+    assert fetch_listing(provider).state == "checked"
+    [header] = adapter.WIRE.identity.key_headers(PROVIDER_KEYS[provider]).items()
+    requests = [
+        r for r in emulator.requests if r.path.endswith(PROVIDERS[provider].model_list_path)
+    ]
+    assert requests and all(r.headers[header[0]] == header[1] for r in requests)
 
 
 def test_every_provider_with_a_model_list_path_has_a_reader_and_no_other():

@@ -76,6 +76,26 @@ def test_generation_handler_defers_boto3_and_provider_adapters():
     )
 
 
+def test_the_models_check_reads_the_key_header_without_importing_any_adapter():
+    probe = (
+        "import json, os, sys\n"
+        "os.environ.setdefault('POWERTOOLS_METRICS_NAMESPACE', 'Probe')\n"
+        "import models_check\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {"PYTHONPATH": f"{ROOT / 'functions/generation'}:{ROOT / 'layers/common/python'}",
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert "image_service.upstream_models" in modules
+    assert "image_common.provider_identity" in modules  # where the key header is written
+    # the drift check's Lambda loads no adapter (their key headers live in the identity record)
+    assert not {m for m in modules if m.startswith("image_service.providers")}
+
+
 @pytest.fixture
 def provider_and_extension():
     emulator = OpenAIEmulator()

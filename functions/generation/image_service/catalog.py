@@ -13,9 +13,15 @@ id the shipped catalog lacks adds a model (then it needs every field). The resul
 exactly like the shipped catalog. A bad overlay never takes the service down: it is rejected
 with a log line and a ``CatalogOverlayRejected`` metric and the last good catalog stays; an
 unreachable parameter keeps the last good catalog too (``CatalogOverlayUnreachable``); both are
-alarmed (``infra/constructs/monitoring.py``, names from ``image_common.metric_names``). The
-parameter is read with botocore (``image_service.aws``; no boto3 on the cold path) and kept for
-``max_age``, so a change — or a first publication — reaches warm containers within that time.
+alarmed (``infra/constructs/monitoring.py``, names from ``image_common.metric_names``).
+
+When to read is the source's schedule, on an injected clock: after a good read (a missing
+parameter too) not before ``max_age`` — a change, or a first publication, reaches warm
+containers within it; after a failed read, or a read of an overlay it rejects, not before
+``retry_seconds`` — so an SSM outage or throttling costs each container one read per retry
+interval, not one per request, and a rejected overlay is counted again on each re-read while it
+stays published (its alarm stays in alarm) without being judged again. The parameter is read
+with botocore (``image_service.aws``; no boto3 on the cold path).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import math
 import os
 import threading
 import time
@@ -45,10 +52,13 @@ from image_service.registry import (
 from image_service.telemetry import record_event
 
 OVERLAY_MAX_AGE_SECONDS = 300
+# After a failed or rejected read: long enough that an SSM outage or throttling is not met by
+# every request of every container, short enough that recovery (or a fixed overlay) shows soon.
+OVERLAY_RETRY_SECONDS = 30
 # What CatalogSettings reads from the environment.
 ENVIRONMENT_VARIABLES = frozenset(
     {"CATALOG_OVERLAY_PARAMETER", "CATALOG_OVERLAY_FILE", "CATALOG_OVERLAY_MAX_AGE_SECONDS",
-     "CATALOG_DATE"}
+     "CATALOG_OVERLAY_RETRY_SECONDS", "CATALOG_DATE"}
 )  # fmt: skip
 OVERLAY_KEYS = frozenset({"$comment", "default_model", "aliases", "models"})
 logger = Logger(child=True)
@@ -104,54 +114,83 @@ def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class _Rejection:
+    text: str
+    reason: str
+
+
 class CatalogSource:
-    """The shipped catalog, and the overlay's last good version laid over it."""
+    """The shipped catalog, and the overlay's last good version laid over it, read on a
+    schedule: ``max_age_seconds`` after a good read, ``retry_seconds`` after a failed or
+    rejected one (``monotonic`` is the clock; tests move it)."""
 
     def __init__(
         self,
         read_overlay: OverlayReader | None = None,
         *,
+        max_age_seconds: float = OVERLAY_MAX_AGE_SECONDS,
+        retry_seconds: float = OVERLAY_RETRY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
         record_metric: MetricRecorder | None = None,
         document: Mapping[str, Any] | None = None,
     ) -> None:
         self._read_overlay = read_overlay
+        self._max_age = max_age_seconds
+        self._retry = retry_seconds
+        self._monotonic = monotonic
         self._record_metric = record_metric or record_event
         self._document = document if document is not None else shipped_document()
         self._catalog = SHIPPED_CATALOG if document is None else parse_catalog(dict(document))
-        self._seen_overlay: str | None = None  # the text that produced (or failed) the last try
+        self._applied = "{}"  # the overlay text of the catalog in force ("{}": none)
+        self._rejected: _Rejection | None = None  # the last text judged bad, and why
+        self._next_read_at = -math.inf
         self._lock = threading.Lock()
 
     def current(self) -> Catalog:
         if self._read_overlay is None:
             return self._catalog
+        with self._lock:
+            now = self._monotonic()
+            if now < self._next_read_at:
+                return self._catalog
+            # Claimed as if it will fail: a concurrent caller serves the last good meanwhile.
+            self._next_read_at = now + self._retry
         try:
             text = self._read_overlay()
         except OverlayUnreachable as error:
             logger.warning(
                 "catalog overlay unreachable; the last good catalog stays",
-                extra={"reason": str(error)[:300]},
+                extra={"reason": str(error)[:300], "retry_in_seconds": self._retry},
             )
             self._record_metric(CATALOG_OVERLAY_UNREACHABLE)
             return self._catalog
         text = (text or "").strip() or "{}"
         with self._lock:
-            if text != self._seen_overlay:
-                self._seen_overlay = text
-                self._adopt(text)
+            if self._adopt(text):
+                self._next_read_at = now + self._max_age
             return self._catalog
 
-    def _adopt(self, text: str) -> None:
-        try:
-            catalog = parse_catalog(apply_overlay(self._document, json.loads(text)))
-        except (ValueError, TypeError, KeyError) as error:  # pydantic's errors are ValueErrors
-            logger.error(
-                "catalog overlay rejected; the last good catalog stays",
-                extra={"reason": str(error)[:1000]},
-            )
-            self._record_metric(CATALOG_OVERLAY_REJECTED)
-            return
-        logger.info("catalog overlay applied", extra={"models": len(catalog.models)})
-        self._catalog = catalog
+    def _adopt(self, text: str) -> bool:
+        """Whether ``text`` is in force after this read. A text already rejected is counted
+        again, not judged again: the same text gives the same verdict."""
+        if text == self._applied:
+            return True
+        if self._rejected is None or self._rejected.text != text:
+            try:
+                catalog = parse_catalog(apply_overlay(self._document, json.loads(text)))
+            except (ValueError, TypeError, KeyError) as error:  # pydantic's are ValueErrors
+                self._rejected = _Rejection(text, str(error)[:1000])
+            else:
+                logger.info("catalog overlay applied", extra={"models": len(catalog.models)})
+                self._catalog, self._applied, self._rejected = catalog, text, None
+                return True
+        logger.error(
+            "catalog overlay rejected; the last good catalog stays",
+            extra={"reason": self._rejected.reason, "retry_in_seconds": self._retry},
+        )
+        self._record_metric(CATALOG_OVERLAY_REJECTED)
+        return False
 
 
 # --- where the overlay lives ------------------------------------------------------------------
@@ -167,36 +206,32 @@ def get_ssm_client():
     )
 
 
-def ssm_overlay_reader(
-    name: str,
-    max_age: int = OVERLAY_MAX_AGE_SECONDS,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> OverlayReader:
-    """The SSM parameter ``name``, read at most once per ``max_age`` seconds (``clock``); a
-    missing parameter is no overlay — and is also looked up again only after ``max_age``. A
-    failed read is not kept: the next call tries again."""
-    kept: list[tuple[float, str | None]] = []  # (read at, value)
+def ssm_overlay_reader(name: str) -> OverlayReader:
+    """The SSM parameter ``name``, fetched on each call (``CatalogSource`` decides when to
+    call); a missing parameter is no overlay. A failure's reason is the AWS error code (e.g.
+    ``ThrottlingException``) or the kind of failure (``EndpointConnectionError``)."""
 
     def read() -> str | None:
-        now = clock()
-        if kept and now - kept[0][0] < max_age:
-            return kept[0][1]
         client = get_ssm_client()
         try:
-            value = client.get_parameter(Name=name)["Parameter"]["Value"]
+            return client.get_parameter(Name=name)["Parameter"]["Value"]
         except client.exceptions.ParameterNotFound:
-            value = None
-        except Exception as error:  # botocore's errors: the type only, never AWS detail
-            raise OverlayUnreachable(type(error).__name__) from None
-        kept[:] = [(now, value)]
-        return value
+            return None
+        except Exception as error:  # botocore's errors: the code or type, never AWS detail
+            raise OverlayUnreachable(_failure_name(error)) from None
 
     return read
 
 
+def _failure_name(error: Exception) -> str:
+    """What went wrong, without the message (it may name an ARN or an account)."""
+    response = getattr(error, "response", None)  # botocore's ClientError: the parsed answer
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code if isinstance(code, str) and code else type(error).__name__
+
+
 def file_overlay_reader(path: str) -> OverlayReader:
-    """A local file (``make dev``): re-read on every call; a missing file is no overlay."""
+    """A local file (``make dev``); a missing file is no overlay."""
 
     def read() -> str | None:
         try:
@@ -216,6 +251,7 @@ class CatalogSettings:
     overlay_parameter: str | None = None
     overlay_file: str | None = None
     overlay_max_age_seconds: int = OVERLAY_MAX_AGE_SECONDS
+    overlay_retry_seconds: int = OVERLAY_RETRY_SECONDS
     # The local stack and tests pin the service's date (and the emulators') with CATALOG_DATE.
     fixed_date: datetime.date | None = None
 
@@ -229,20 +265,33 @@ class CatalogSettings:
                 overlay_max_age_seconds=int(
                     environ.get("CATALOG_OVERLAY_MAX_AGE_SECONDS") or OVERLAY_MAX_AGE_SECONDS
                 ),
+                overlay_retry_seconds=int(
+                    environ.get("CATALOG_OVERLAY_RETRY_SECONDS") or OVERLAY_RETRY_SECONDS
+                ),
                 fixed_date=datetime.date.fromisoformat(day) if day else None,
             )
         except ValueError as error:
             raise ValueError(
                 "Invalid configuration: CATALOG_DATE must be YYYY-MM-DD and "
-                f"CATALOG_OVERLAY_MAX_AGE_SECONDS an integer ({error})"
+                "CATALOG_OVERLAY_MAX_AGE_SECONDS, CATALOG_OVERLAY_RETRY_SECONDS integers "
+                f"({error})"
             ) from None
 
-    def reader(self) -> OverlayReader | None:
+    def source(self, monotonic: Callable[[], float] = time.monotonic) -> CatalogSource:
+        """The catalog source these settings describe. A local file is read on every call (an
+        edit shows on the next request; nothing to throttle); SSM on the settings' schedule."""
         if self.overlay_parameter:
-            return ssm_overlay_reader(self.overlay_parameter, self.overlay_max_age_seconds)
+            return CatalogSource(
+                ssm_overlay_reader(self.overlay_parameter),
+                max_age_seconds=self.overlay_max_age_seconds,
+                retry_seconds=self.overlay_retry_seconds,
+                monotonic=monotonic,
+            )
         if self.overlay_file:
-            return file_overlay_reader(self.overlay_file)
-        return None
+            return CatalogSource(
+                file_overlay_reader(self.overlay_file), max_age_seconds=0, retry_seconds=0
+            )
+        return CatalogSource()
 
     def clock(self) -> Callable[[], datetime.date]:
         if self.fixed_date is not None:
@@ -259,7 +308,7 @@ def catalog_settings() -> CatalogSettings:
 @cache
 def catalog_source() -> CatalogSource:
     """The container's catalog source, created once."""
-    return CatalogSource(catalog_settings().reader())
+    return catalog_settings().source()
 
 
 def current_catalog() -> Catalog:

@@ -33,6 +33,7 @@ from image_common.errors import (
     ProviderRateLimited,
     ProviderTimeout,
 )
+from image_common.provider_identity import ProviderIdentity
 from image_common.settings import url_origin
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -101,18 +102,21 @@ def read_error_object(body: Any) -> ErrorAnswer:
 
 @dataclass(frozen=True)
 class ProviderWire:
-    """What differs between the providers' HTTP calls, as data: how the key travels, how an
-    error answer reads, which error codes mean a refusal or a model it does not serve.
-    ``provider_exchange`` is the call itself, the same for every adapter."""
+    """What differs between the providers' HTTP calls, as data: who it is (its identity record,
+    which says how the key travels), how an error answer reads, which error codes mean a
+    refusal or a model it does not serve. ``provider_exchange`` is the call itself, the same
+    for every adapter."""
 
-    name: str
-    key_header: str
-    key_prefix: str = ""  # "Bearer " for an authorization header
+    identity: ProviderIdentity
     read_error: ErrorReader = read_error_object
     content_policy_codes: frozenset[str] = frozenset()  # → 422 content_policy_violation
     model_not_found_codes: frozenset[str] = frozenset()  # besides any 404 → 502
     # The provider's own wording for a status; the status still decides the error's type.
     status_messages: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
 
 
 @contextmanager
@@ -136,7 +140,7 @@ def provider_exchange(
     status itself). A successful answer is left unread: ``json_or_error`` parses it from the
     stream, ``response.read()`` takes raw bytes — one copy either way.
     """
-    sent_headers = {wire.key_header: f"{wire.key_prefix}{endpoint.api_key}", **(headers or {})}
+    sent_headers = {**wire.identity.key_headers(endpoint.api_key), **(headers or {})}
     client = get_http_client()
     timeout = request_timeout(timeout_seconds)
     with (

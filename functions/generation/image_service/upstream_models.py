@@ -9,7 +9,8 @@
   only, no shutdown dates.
 - Stability and Black Forest Labs publish no model list.
 
-Where each list lives is the provider's identity record (``model_list_path``). Keys and base
+Where each list lives, and the header that carries the key, is the provider's identity record
+(``model_list_path``, ``key_headers``: the same header the adapters send). Keys and base
 URLs are read as the adapters read them (``image_common.credentials``): a provider
 with no key is "not checked", not an error. A failed list call becomes a ``failed`` listing whose
 reason names the HTTP status or the kind of failure — never the provider's message, which may
@@ -60,12 +61,7 @@ def is_gemini_image_model(model_id: str, methods: list[str]) -> bool:
 
 
 def read_openai_models(endpoint: ProviderEndpoint, timeout: float) -> list[UpstreamModel]:
-    body = _get_json(
-        "openai",
-        _list_url("openai", endpoint),
-        headers={"authorization": f"Bearer {endpoint.api_key}"},
-        timeout=timeout,
-    )
+    body = _get_json("openai", endpoint, timeout=timeout)
     items = _list_of(body, "data")
     return [
         UpstreamModel(id=item["id"], shutdown_date=_date(item.get("shutdown_date")))
@@ -89,13 +85,7 @@ def _gemini_pages(endpoint: ProviderEndpoint, timeout: float) -> Iterator[dict]:
     seen: set[str] = set()
     for _ in range(MAX_PAGES):
         params = {"pageSize": str(GEMINI_PAGE_SIZE)} | ({"pageToken": token} if token else {})
-        body = _get_json(
-            "google",
-            _list_url("google", endpoint),
-            headers={"x-goog-api-key": endpoint.api_key},
-            params=params,
-            timeout=timeout,
-        )
+        body = _get_json("google", endpoint, params=params, timeout=timeout)
         yield from _list_of(body, "models", allow_missing=True)
         token = body.get("nextPageToken") or None
         if token is None:
@@ -107,12 +97,7 @@ def _gemini_pages(endpoint: ProviderEndpoint, timeout: float) -> Iterator[dict]:
 
 
 def read_xai_models(endpoint: ProviderEndpoint, timeout: float) -> list[UpstreamModel]:
-    body = _get_json(
-        "xai",
-        _list_url("xai", endpoint),
-        headers={"authorization": f"Bearer {endpoint.api_key}"},
-        timeout=timeout,
-    )
+    body = _get_json("xai", endpoint, timeout=timeout)
     models = []
     for item in _list_of(body, "models"):
         aliases = item.get("aliases") or []
@@ -170,20 +155,21 @@ def listing_fetchers(
 # --- plumbing --------------------------------------------------------------------------------
 
 
-def _list_url(provider: str, endpoint: ProviderEndpoint) -> str:
-    return f"{endpoint.base_url}{PROVIDERS[provider].model_list_path}"
-
-
 def _get_json(
     provider: str,
-    url: str,
+    endpoint: ProviderEndpoint,
     *,
-    headers: dict[str, str],
     timeout: float,
     params: dict[str, str] | None = None,
 ) -> dict:
+    """GET the provider's model list (its identity's path), with the key in the header its
+    identity names — the same one the adapters send."""
+    identity = PROVIDERS[provider]
     response = get_http_client().get(
-        url, headers=headers, params=params, timeout=request_timeout(timeout)
+        f"{endpoint.base_url}{identity.model_list_path}",
+        headers=identity.key_headers(endpoint.api_key),
+        params=params,
+        timeout=request_timeout(timeout),
     )
     if response.status_code != 200:
         raise ModelListError(f"HTTP {response.status_code}{_error_code(response)}")

@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import InvalidRequest, ProviderError, ProviderTimeout
+from image_common.provider_identity import PROVIDERS
 from image_service.http import ErrorAnswer, ProviderWire, json_or_error, provider_exchange
 from image_service.images import ImageBytes
 from image_service.providers.base import (
@@ -88,8 +89,7 @@ def _error_answer(body: Any) -> ErrorAnswer:
 
 
 WIRE = ProviderWire(
-    NAME,
-    key_header="x-key",
+    PROVIDERS[NAME],
     read_error=_error_answer,
     status_messages={
         402: "The flux provider account is out of credits.",

@@ -16,6 +16,7 @@ from typing import Any
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, ProviderError
+from image_common.provider_identity import PROVIDERS
 from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.images import MIME_BY_FORMAT
 from image_service.providers.base import (
@@ -29,7 +30,7 @@ from image_service.providers.base import (
 
 NAME = "google"
 # Errors {"error": {"code", "message", "status"}}; a retired model is a 404 (the shared mapping).
-WIRE = ProviderWire(NAME, key_header="x-goog-api-key")
+WIRE = ProviderWire(PROVIDERS[NAME])
 RESPONSE_MODALITIES = ["TEXT", "IMAGE"]  # every Gemini image model accepts both
 # finishReason values that mean the prompt or the image was refused for its content.
 BLOCK_REASONS = frozenset(

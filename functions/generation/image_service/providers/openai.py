@@ -13,6 +13,7 @@ from typing import Any
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import InvalidImage, ProviderError
+from image_common.provider_identity import PROVIDERS
 from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.images import ImageBytes
 from image_service.providers.base import (
@@ -26,9 +27,7 @@ from image_service.providers.base import (
 
 NAME = "openai"
 WIRE = ProviderWire(
-    NAME,
-    key_header="authorization",
-    key_prefix="Bearer ",
+    PROVIDERS[NAME],
     content_policy_codes=frozenset({"moderation_blocked", "content_policy_violation"}),
     model_not_found_codes=frozenset({"model_not_found"}),
 )

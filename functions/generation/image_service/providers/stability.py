@@ -19,6 +19,7 @@ import httpx
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, InvalidRequest
+from image_common.provider_identity import PROVIDERS
 from image_service.http import ErrorAnswer, ProviderWire, json_or_error, provider_exchange
 from image_service.providers.base import (
     GeneratedImage,
@@ -49,9 +50,7 @@ def _error_answer(body: Any) -> ErrorAnswer:
 
 
 WIRE = ProviderWire(
-    NAME,
-    key_header="authorization",
-    key_prefix="Bearer ",
+    PROVIDERS[NAME],
     read_error=_error_answer,
     # Error names that mean the provider refused the content (422 for our caller).
     content_policy_codes=frozenset({"content_moderation", "public_figure"}),

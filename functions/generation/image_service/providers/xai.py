@@ -15,6 +15,7 @@ from typing import Any
 
 from image_common.credentials import provider_endpoint
 from image_common.errors import ContentPolicyViolation, ProviderError
+from image_common.provider_identity import PROVIDERS
 from image_service.http import ProviderWire, json_or_error, provider_exchange
 from image_service.providers.base import (
     GeneratedImage,
@@ -28,7 +29,7 @@ from image_service.providers.base import (
 
 NAME = "xai"
 # Errors come as {"error": {"message": …}} or {"code": …, "error": "…"}: the shared reader's two.
-WIRE = ProviderWire(NAME, key_header="authorization", key_prefix="Bearer ")
+WIRE = ProviderWire(PROVIDERS[NAME])
 RESPONSE_FORMAT = "b64_json"  # no second download, no temporary URL to race
 TICKS_PER_USD = 10_000_000_000
 _RESERVED = frozenset(
