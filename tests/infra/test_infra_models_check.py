@@ -108,6 +108,7 @@ def test_the_check_code_accepts_the_environment_the_stack_gives_it(dev, jwks):
             "MODELS_CHECK_ACKNOWLEDGED",
             "CATALOG_OVERLAY_PARAMETER",
             "CATALOG_OVERLAY_MAX_AGE_SECONDS",
+            "CATALOG_OVERLAY_RETRY_SECONDS",
             "POWERTOOLS_SERVICE_NAME",
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
