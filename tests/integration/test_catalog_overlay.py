@@ -230,7 +230,7 @@ def test_an_unreachable_parameter_store_keeps_the_last_good_catalog(
     assert served(catalog, "openai") == "gpt-image-2.6-flare"
     assert metrics == ["CatalogOverlayUnreachable"]
     [line] = [r for r in caplog.records if "overlay unreachable" in r.getMessage()]
-    assert line.__dict__["reason"] == "EndpointConnectionError"  # the kind of failure, no AWS detail
+    assert line.__dict__["reason"] == "EndpointConnectionError"  # the kind, no AWS detail
 
 
 def test_a_reader_that_fails_keeps_the_shipped_catalog_on_a_cold_start(metrics):
