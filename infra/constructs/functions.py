@@ -44,10 +44,11 @@ FLUX = "flux"  # the one submit/poll provider: its key is all the poll task need
 ADMITS_AND_SHOWS_USAGE = ("GetItem", "PutItem", "Query", "UpdateItem")
 SETTLES_USAGE = ("UpdateItem",)
 # image_service.job_store: the generation function creates a job (PutItem: a transaction of
-# the record and its idempotency key), reads jobs and keys (GetItem) and marks a job failed
-# when its execution cannot start (UpdateItem); the task functions read and advance a job
-# (GetItem, UpdateItem) and never create one.
-STARTS_JOBS = ("GetItem", "PutItem", "UpdateItem")
+# the record and its idempotency key), reads jobs and keys (GetItem), marks a job failed when
+# its execution cannot start (UpdateItem) and frees the OpenAI surface's derived idempotency
+# key once it delivered the job's answer (DeleteItem); the task functions read and advance a
+# job (GetItem, UpdateItem) and never create one.
+STARTS_JOBS = ("DeleteItem", "GetItem", "PutItem", "UpdateItem")
 ADVANCES_JOBS = ("GetItem", "UpdateItem")
 # With JSON logs Lambda drops lines below the function's application log level (INFO unless
 # set), whatever level the code logs at: the stage's level goes to both.

@@ -341,7 +341,8 @@ def _dynamodb(synth, handler: str, table: dict) -> dict[str, list]:
 @pytest.mark.parametrize(
     ("handler", "actions"),
     [
-        ("generation.handler", {"GetItem", "PutItem", "UpdateItem", "Query"}),
+        # DeleteItem: the OpenAI surface frees its derived idempotency key once answered
+        ("generation.handler", {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"}),
         # the tasks read and advance a job the generation function created: no PutItem
         ("job_tasks.run", {"GetItem", "UpdateItem"}),
         ("job_tasks.poll", {"GetItem", "UpdateItem"}),
