@@ -45,10 +45,9 @@ ADMITS_AND_SHOWS_USAGE = ("GetItem", "PutItem", "Query", "UpdateItem")
 SETTLES_USAGE = ("UpdateItem",)
 # image_service.job_store: the generation function creates a job (PutItem: a transaction of
 # the record and its idempotency key), reads jobs and keys (GetItem), marks a job failed when
-# its execution cannot start (UpdateItem) and frees the OpenAI surface's derived idempotency
-# key once it delivered the job's answer (DeleteItem); the task functions read and advance a
-# job (GetItem, UpdateItem) and never create one.
-STARTS_JOBS = ("DeleteItem", "GetItem", "PutItem", "UpdateItem")
+# its execution cannot start (UpdateItem); the task functions read and advance a job (GetItem,
+# UpdateItem) and never create one.
+STARTS_JOBS = ("GetItem", "PutItem", "UpdateItem")
 ADVANCES_JOBS = ("GetItem", "UpdateItem")
 # With JSON logs Lambda drops lines below the function's application log level (INFO unless
 # set), whatever level the code logs at: the stage's level goes to both.
@@ -89,6 +88,9 @@ class _Spec:
     reads_webhook_secret: bool = False
     job_actions: tuple[str, ...] = ()  # DynamoDB item actions on the jobs table
     lists_jobs: bool = False  # the per-customer index (GET /image/jobs)
+    # DeleteItem of idempotency keys only: the OpenAI surface frees its derived key once the
+    # job's answer was delivered (an identical request later is a new job).
+    frees_idempotency_keys: bool = False
     reads_catalog: bool = False  # the model catalog's ops overlay (an SSM parameter)
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -198,6 +200,7 @@ class ServiceFunctions(Construct):
                 usage_actions=ADMITS_AND_SHOWS_USAGE,
                 job_actions=STARTS_JOBS,
                 lists_jobs=True,
+                frees_idempotency_keys=True,
                 reads_catalog=True,
                 environment={
                     **service_env,
@@ -424,7 +427,12 @@ class ServiceFunctions(Construct):
             self._secrets.allow_reading_jwt_secret(role)
         if spec.reads_webhook_secret:
             self._secrets.allow_reading_webhook_secret(role)
-        self._job_table.grant(role, spec.job_actions, list_jobs=spec.lists_jobs)
+        self._job_table.grant(
+            role,
+            spec.job_actions,
+            list_jobs=spec.lists_jobs,
+            free_idempotency_keys=spec.frees_idempotency_keys,
+        )
         if self._settings.functions.tracing:
             acknowledge(role, "IAM5", X_RAY_REASON, finding="Resource::*")
         return function

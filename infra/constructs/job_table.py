@@ -22,6 +22,7 @@ INDEX_NAME = "by_customer"
 INDEX_PARTITION_KEY = "customer"
 INDEX_SORT_KEY = "created"
 TTL_ATTRIBUTE = "expires_at"
+IDEMPOTENCY_KEY_PREFIX = "idem#"
 
 
 class JobTable(Construct):
@@ -57,11 +58,31 @@ class JobTable(Construct):
         )
 
     def grant(
-        self, grantee: iam.IGrantable, actions: Sequence[str], *, list_jobs: bool = False
+        self,
+        grantee: iam.IGrantable,
+        actions: Sequence[str],
+        *,
+        list_jobs: bool = False,
+        free_idempotency_keys: bool = False,
     ) -> None:
         """Exactly these item actions on the table (a transaction is authorised per item: a
         job created with its idempotency key is two PutItems); the index only for the
-        listing."""
+        listing; DeleteItem only on idempotency keys (``dynamodb:LeadingKeys``): a job record
+        is never deleted, its TTL expires it."""
+        if "DeleteItem" in actions:
+            raise ValueError("DeleteItem is for idempotency keys only (free_idempotency_keys)")
+        if free_idempotency_keys:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:DeleteItem"],
+                    resources=[self.table.table_arn],
+                    conditions={
+                        "ForAllValues:StringLike": {
+                            "dynamodb:LeadingKeys": [f"{IDEMPOTENCY_KEY_PREFIX}*"]
+                        }
+                    },
+                )
+            )
         if actions:
             grantee.grant_principal.add_to_principal_policy(
                 iam.PolicyStatement(

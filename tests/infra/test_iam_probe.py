@@ -39,6 +39,7 @@ from moto import mock_aws
 from standardwebhooks import Webhook
 
 from image_common.provider_identity import PROVIDERS
+from image_service.job_store import PARTITION_KEY
 from infra.job_definition import TASKS
 from local.emulators import EMULATORS, EmulatorRouter, in_process_base_url
 from tests.conftest import (
@@ -68,7 +69,9 @@ TRANSACTION_ACTIONS = {
 class Call:
     action: str
     resource: str
-    prefix: str | None = None  # s3:ListBucket's s3:prefix
+    # What a condition of its grant is checked against: s3:ListBucket's ("s3:prefix", key),
+    # a DynamoDB item action's ("dynamodb:LeadingKeys", partition key).
+    context: tuple[str, str] | None = None
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Recorder:
         if model.name == "GetObject" and error in ("NoSuchKey", "404"):
             params = context.get("probe_params", {})
             bucket = f"arn:aws:s3:::{params['Bucket']}"
-            self.calls.append(Call("s3:ListBucket", bucket, prefix=params["Key"]))
+            self.calls.append(Call("s3:ListBucket", bucket, ("s3:prefix", params["Key"])))
 
 
 def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
@@ -109,21 +112,24 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
                 for o in params["Delete"]["Objects"]
             ]
         if operation in ("ListObjects", "ListObjectsV2"):
-            return [
-                Call("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", ""))
-            ]
+            prefix = ("s3:prefix", params.get("Prefix", ""))
+            return [Call("s3:ListBucket", f"arn:aws:s3:::{params['Bucket']}", prefix)]
         return [Call(f"s3:{action}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}")]
     if service == "dynamodb":
         if operation == "TransactWriteItems":
             return [
-                Call(f"dynamodb:{TRANSACTION_ACTIONS[kind]}", _table_arn(body["TableName"]))
+                Call(
+                    f"dynamodb:{TRANSACTION_ACTIONS[kind]}",
+                    _table_arn(body["TableName"]),
+                    _leading_key(body),
+                )
                 for item in params["TransactItems"]
                 for kind, body in item.items()
             ]
         resource = _table_arn(params["TableName"])
         if "IndexName" in params:  # IAM authorises a query of an index on the index's ARN
             resource += f"/index/{params['IndexName']}"
-        return [Call(f"dynamodb:{operation}", resource)]
+        return [Call(f"dynamodb:{operation}", resource, _leading_key(params))]
     if service == "secrets-manager":
         return [Call(f"secretsmanager:{operation}", params["SecretId"])]
     if service == "sfn":
@@ -134,6 +140,12 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
             Call(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}")
         ]
     return [Call(f"{service}:{operation}", "*")]
+
+
+def _leading_key(params: dict) -> tuple[str, str] | None:
+    item = params.get("Key") or params.get("Item") or {}
+    value = item.get(PARTITION_KEY, {}).get("S")
+    return None if value is None else ("dynamodb:LeadingKeys", value)  # none: a query
 
 
 def _table_arn(name: str) -> str:
@@ -174,18 +186,23 @@ class Resolver:
 class Grant:
     action: str
     resource: str
-    # One StringLike s3:prefix of a conditioned statement: each is a grant of its own, so a
+    # One (key, pattern) of a conditioned statement: each is a grant of its own, so e.g. a
     # ListBucket on a prefix the code never needs to answer 404 under shows as unused.
-    prefix: str | None = None
+    condition: tuple[str, str] | None = None
 
     def allows(self, call: Call) -> bool:
         if not fnmatch.fnmatchcase(call.action, self.action):
             return False
         if not fnmatch.fnmatchcase(call.resource, self.resource):
             return False
-        if self.prefix is None:
+        if self.condition is None:
             return True
-        return call.prefix is not None and fnmatch.fnmatchcase(call.prefix, self.prefix)
+        key, pattern = self.condition
+        return (
+            call.context is not None
+            and call.context[0] == key
+            and fnmatch.fnmatchcase(call.context[1], pattern)
+        )
 
 
 def grants_of(synth, handler: str, resolve: Resolver) -> list[Grant]:
@@ -204,16 +221,19 @@ def grants_of(synth, handler: str, resolve: Resolver) -> list[Grant]:
             if all(a.startswith(RUNTIME_ONLY) for a in actions):
                 continue
             condition = statement.get("Condition", {})
-            assert set(condition) <= {"StringLike"}, statement
-            prefixes = condition.get("StringLike", {}).get("s3:prefix")
+            # Single-valued per call here, so ForAllValues: is StringLike on that one value.
+            assert set(condition) <= {"StringLike", "ForAllValues:StringLike"}, statement
+            conditions = [
+                (key, pattern)
+                for operator in condition.values()
+                for key, patterns in operator.items()
+                for pattern in _as_list(patterns)
+            ]
             # Unconditioned, it lists every key in the bucket: broader than any call shows.
-            assert prefixes or "s3:ListBucket" not in actions, f"{handler}: {statement}"
+            assert conditions or "s3:ListBucket" not in actions, f"{handler}: {statement}"
             for action in actions:
                 for resource in _as_list(resolve(statement["Resource"])):
-                    grants += [
-                        Grant(action, resource, prefix)
-                        for prefix in (_as_list(prefixes) if prefixes else [None])
-                    ]
+                    grants += [Grant(action, resource, c) for c in conditions or [None]]
     return grants
 
 

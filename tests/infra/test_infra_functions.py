@@ -364,6 +364,19 @@ def test_job_records_are_reachable_only_as_each_function_needs(dev, handler, act
             assert resources == [table]
 
 
+def test_generation_may_delete_idempotency_keys_and_no_job_record(synthesized):
+    deletes = [
+        s
+        for s in _statements(synthesized, "generation.handler")
+        if "dynamodb:DeleteItem" in _actions(s)
+    ]
+    (statement,) = deletes
+    assert _actions(statement) == {"dynamodb:DeleteItem"}
+    assert statement["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["idem#*"]}
+    }
+
+
 def test_only_the_notify_task_reads_the_webhook_secret(dev):
     secret = dev.stack.resolve(dev.stack.node.find_child("Secrets").webhook_secret.secret_arn)
     for handler in HANDLERS:

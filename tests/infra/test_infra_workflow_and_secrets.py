@@ -144,6 +144,7 @@ def test_the_table_is_the_one_the_code_expects(synthesized):
         "INDEX_PARTITION_KEY",
         "INDEX_SORT_KEY",
         "TTL_ATTRIBUTE",
+        "IDEMPOTENCY_KEY_PREFIX",
     ):
         assert getattr(job_table, name) == getattr(job_store, name), name
 

@@ -37,6 +37,7 @@ INDEX_NAME = "by_customer"
 INDEX_PARTITION_KEY = "customer"
 INDEX_SORT_KEY = "created"
 TTL_ATTRIBUTE = "expires_at"
+IDEMPOTENCY_KEY_PREFIX = "idem#"  # the generation role may delete these items, and only these
 # The table as the code expects it: the local stack and the tests create it from this.
 TABLE: dict[str, Any] = {
     "AttributeDefinitions": [
@@ -110,7 +111,7 @@ class IdempotencyClaim:
 
     @property
     def pk(self) -> str:
-        return f"idem#{self.customer_id}#{self.key_hash}"
+        return f"{IDEMPOTENCY_KEY_PREFIX}{self.customer_id}#{self.key_hash}"
 
 
 @dataclass(frozen=True)
