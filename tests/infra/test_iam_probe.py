@@ -675,6 +675,50 @@ def test_the_probe_catches_a_missing_and_an_unused_grant(dev, probe):
         compare(dev, "job_tasks.record_failure", resolve, [])
 
 
+class _OneRole:
+    """A template's stand-in: one function (``probe.handler``) whose role holds these
+    statements — the comparison's condition rules, without a synth."""
+
+    def __init__(self, *statements: dict) -> None:
+        self.statements = list(statements)
+
+    def resources(self, resource_type: str) -> dict:
+        if resource_type == "AWS::Lambda::Function":
+            role = {"Fn::GetAtt": ["Role", "Arn"]}
+            return {"Fn": {"Properties": {"Handler": "probe.handler", "Role": role}}}
+        document = {"Statement": self.statements}
+        return {"Policy": {"Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": document}}}
+
+
+def test_the_probe_checks_each_condition_value_and_refuses_listing_the_whole_bucket():
+    bucket, table = f"arn:aws:s3:::{BUCKET}", _table_arn(JOBS_TABLE)
+    resolve = Resolver({})
+    listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket}
+    both = listing | {"Condition": {"StringLike": {"s3:prefix": ["customers/*", "jobs/*"]}}}
+    missing_asset = _listed("customers/1/assets/x.png")
+    compare(_OneRole(both), "probe.handler", resolve, [missing_asset, _listed("jobs/1/x.png")])
+    with pytest.raises(AssertionError, match="never uses"):  # jobs/* is a grant of its own
+        compare(_OneRole(both), "probe.handler", resolve, [missing_asset])
+    with pytest.raises(AssertionError, match="s3:ListBucket"):  # every key in the bucket
+        compare(_OneRole(listing), "probe.handler", resolve, [missing_asset])
+
+    keys_only = {
+        "Effect": "Allow",
+        "Action": "dynamodb:DeleteItem",
+        "Resource": table,
+        "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["idem#*"]}},
+    }
+    free_key = Call("dynamodb:DeleteItem", table, ("dynamodb:LeadingKeys", "idem#1#ab"))
+    delete_job = Call("dynamodb:DeleteItem", table, ("dynamodb:LeadingKeys", "job#ab"))
+    compare(_OneRole(keys_only), "probe.handler", resolve, [free_key])
+    with pytest.raises(AssertionError, match="does not grant"):
+        compare(_OneRole(keys_only), "probe.handler", resolve, [free_key, delete_job])
+
+
+def _listed(key: str) -> Call:
+    return Call("s3:ListBucket", f"arn:aws:s3:::{BUCKET}", ("s3:prefix", key))
+
+
 def test_the_models_check_reads_only_the_keys_of_the_providers_that_publish_a_list(dev, probe):
     run, resolve, _, _ = probe
     recorder = run("models_check.handler")
