@@ -3,12 +3,20 @@
 server stands in for it) and cached per container."""
 
 import json
+import logging
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from image_common.credentials import SecretCache, provider_endpoint, provider_secrets
+from image_common.credentials import (
+    SECRET_RETRY_SECONDS,
+    UNREADABLE,
+    SecretCache,
+    provider_endpoint,
+    provider_secrets,
+)
 from image_common.errors import ProviderError, ProviderNotConfigured
+from image_common.secret_extension import SecretUnavailable
 from tests.conftest import LocalServer
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:providers/openai-AbCdEf"
@@ -94,25 +102,204 @@ def test_without_a_session_token_the_secret_is_a_502_and_the_extension_is_not_ca
     assert extension.hits(EXTENSION_PATH) == 0
 
 
-def test_a_failed_read_is_not_cached_the_next_request_tries_again(extension):
+# --- the read schedule, on an injected clock and a counting reader -------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Reader:
+    """A counting stand-in for the extension: a key, or the failure the test sets."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+        self.failure: Exception | None = None
+        self.answer = json.dumps({"api_key": "sk-first-0123456789"})
+
+    def __call__(self, arn: str) -> str:
+        self.reads.append(arn)
+        if self.failure is not None:
+            raise self.failure
+        return self.answer
+
+
+def a_cache(reader: Reader, clock: Clock) -> SecretCache:
+    return SecretCache(
+        read=reader,
+        max_age_seconds=3600,
+        retry_seconds=10,
+        stale_grace_seconds=900,
+        monotonic=clock,
+    )
+
+
+def test_after_a_failed_read_the_next_request_fails_fast_until_the_retry_then_reads_again(
+    extension, monkeypatch
+):
+    now = Clock()
+    monkeypatch.setattr(provider_secrets, "monotonic", now)
     extension.answer(EXTENSION_PATH, status=500, body=b"throttled")
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as first:
         provider_endpoint("openai")
-    extension.answer(EXTENSION_PATH, body=secret_answer("sk-late"))
-    assert provider_endpoint("openai").api_key == "sk-late"
+    extension.answer(EXTENSION_PATH, body=secret_answer("sk-late-0123"))
+    now.advance(SECRET_RETRY_SECONDS - 1)
+    with pytest.raises(ProviderError) as fast:
+        provider_endpoint("openai")
+    assert (fast.value.status, fast.value.type, fast.value.message) == (
+        502,
+        "provider_error",
+        first.value.message,
+    )
+    assert extension.hits(EXTENSION_PATH) == 1  # the second request did not read
+    now.advance(1)
+    assert provider_endpoint("openai").api_key == "sk-late-0123"
+    assert extension.hits(EXTENSION_PATH) == 2
 
 
 def test_a_rotated_secret_is_read_again_after_the_max_age():
-    now, reads = [0.0], []
+    now, reads = Clock(), []
 
     def read(arn):
         reads.append(arn)
         return json.dumps({"api_key": f"sk-{len(reads)}"})
 
-    cache = SecretCache(read=read, clock=lambda: now[0], max_age=3600)
+    cache = SecretCache(read=read, max_age_seconds=3600, monotonic=now)
     assert cache.get(ARN)["api_key"] == "sk-1"
-    now[0] = 3599.0
+    now.advance(3599)
     assert cache.get(ARN)["api_key"] == "sk-1"
-    now[0] = 3600.0
+    now.advance(1)
     assert cache.get(ARN)["api_key"] == "sk-2"
     assert len(reads) == 2
+
+
+def test_during_an_outage_requests_make_one_read_per_retry_interval_and_each_gets_the_502(caplog):
+    reader, now = Reader(), Clock()
+    reader.failure = SecretUnavailable("extension answered 429")
+    cache = a_cache(reader, now)
+    answers = []
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):  # three intervals of 10 s, a request every 2 s
+            for _ in range(5):
+                with pytest.raises(ProviderError) as caught:
+                    cache.get(ARN)
+                answers.append((caught.value.status, caught.value.type, caught.value.message))
+                now.advance(2)
+    assert len(reader.reads) == 3
+    assert set(answers) == {(502, "provider_error", "The provider credentials could not be read.")}
+    lines = [r for r in caplog.records if r.getMessage() == "provider secret unreadable"]
+    assert [(r.__dict__["reason"], r.__dict__["retry_in_seconds"]) for r in lines] == [
+        ("extension answered 429", 10)
+    ] * 3  # one line per read, not per request
+    assert ARN not in caplog.text and "123456789012" not in caplog.text
+
+
+def test_after_an_outage_the_first_read_past_the_interval_recovers_and_max_age_resumes():
+    reader, now = Reader(), Clock()
+    reader.failure = SecretUnavailable("extension unreachable (URLError)")
+    cache = a_cache(reader, now)
+    with pytest.raises(ProviderError):
+        cache.get(ARN)
+    reader.failure = None
+    now.advance(10)
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
+    now.advance(3599)
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
+    assert len(reader.reads) == 2  # the failure, the recovery; nothing during the max age
+    now.advance(1)
+    cache.get(ARN)
+    assert len(reader.reads) == 3
+
+
+def test_a_secret_that_is_not_an_object_fails_fast_with_its_own_message_until_the_retry():
+    reader, now = Reader(), Clock()
+    reader.answer = '["a", "list"]'
+    cache = a_cache(reader, now)
+    for _ in range(2):
+        with pytest.raises(ProviderError) as caught:
+            cache.get(ARN)
+        assert caught.value.message == "The provider credentials secret is not a JSON object."
+    assert len(reader.reads) == 1
+
+
+def test_a_read_that_raises_unexpectedly_is_claimed_too_the_next_request_fails_fast():
+    reader, now = Reader(), Clock()
+    reader.failure = RuntimeError("a bug in the reader")
+    cache = a_cache(reader, now)
+    with pytest.raises(RuntimeError):
+        cache.get(ARN)
+    with pytest.raises(ProviderError) as caught:
+        cache.get(ARN)
+    assert caught.value.message == "The provider credentials could not be read."
+    assert len(reader.reads) == 1
+
+
+def test_an_expired_key_whose_refresh_fails_is_served_for_the_grace_with_one_read_per_interval(
+    caplog,
+):
+    reader, now = Reader(), Clock()
+    cache = a_cache(reader, now)
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(3600)  # expired: a refresh is due, and fails
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10):  # 20 s of requests
+            assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
+            now.advance(2)
+    assert len(reader.reads) == 1 + 2  # the good read, then one failed refresh per interval
+    lines = [r for r in caplog.records if "last good key stays" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].levelno == logging.WARNING
+    assert "sk-first" not in caplog.text and ARN not in caplog.text
+
+
+def test_past_the_grace_a_stale_key_is_no_longer_served_and_requests_fail_fast():
+    reader, now = Reader(), Clock()
+    cache = a_cache(reader, now)
+    cache.get(ARN)
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(3600 + 895)  # the refresh fails 5 s before the grace ends: still served
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
+    now.advance(5)  # the grace is over, inside the retry interval: no read, the 502
+    with pytest.raises(ProviderError) as caught:
+        cache.get(ARN)
+    assert (caught.value.status, caught.value.message) == (502, UNREADABLE)
+    assert len(reader.reads) == 2
+    now.advance(5)
+    with pytest.raises(ProviderError):
+        cache.get(ARN)
+    assert len(reader.reads) == 3
+
+
+def test_a_good_read_during_the_grace_gives_a_fresh_key_a_full_lifetime():
+    reader, now = Reader(), Clock()
+    cache = a_cache(reader, now)
+    cache.get(ARN)
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(3600)
+    cache.get(ARN)  # stale, refresh failed
+    reader.failure, reader.answer = None, json.dumps({"api_key": "sk-rotated-0123456789"})
+    now.advance(10)
+    assert cache.get(ARN)["api_key"] == "sk-rotated-0123456789"
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(3599 + 900)  # the new key's grace counts from its own read
+    assert cache.get(ARN)["api_key"] == "sk-rotated-0123456789"
+    assert len(reader.reads) == 4
+
+
+def test_each_secret_keeps_its_own_schedule():
+    other = ARN.replace("openai", "xai")
+    reader, now = Reader(), Clock()
+    cache = a_cache(reader, now)
+    reader.failure = SecretUnavailable("extension answered 500")
+    with pytest.raises(ProviderError):
+        cache.get(ARN)
+    reader.failure = None
+    assert cache.get(other)["api_key"] == "sk-first-0123456789"  # not held back by ARN's retry
+    assert reader.reads == [ARN, other]

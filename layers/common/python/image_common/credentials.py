@@ -6,11 +6,19 @@ that provider's own Secrets Manager secret (``{PROVIDER}_API_KEY_SECRET_ARN``, h
 no boto3 on a first request's path — and kept for ``SECRET_MAX_AGE_SECONDS``, so a rotated key
 reaches warm containers within that time. A function is given the ARNs of the keys it uses
 only. Base URLs follow ``{PROVIDER}_BASE_URL``.
+
+When to read is each secret's schedule, on an injected clock (as the catalog overlay's): after
+a good read not before the max age; after a failed read not before ``SECRET_RETRY_SECONDS`` —
+so an extension or Secrets Manager outage or throttling costs each container one read per
+secret per retry interval, not one per request. Until the retry, a request needing the key gets
+the failed read's 502 at once, or, if the key was read fine before and is at most
+``SECRET_STALE_GRACE_SECONDS`` past its max age, that last good key.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -24,6 +32,14 @@ from image_common.provider_identity import PROVIDERS, ProviderIdentity
 from image_common.secret_extension import SecretUnavailable, read_secret_from_environment
 
 SECRET_MAX_AGE_SECONDS = 3600
+# After a failed read: long enough that an extension or Secrets Manager outage or throttling is
+# not met by every request of every container, short enough that recovery shows soon (until
+# then a request needing the key fails fast, so this is shorter than the catalog overlay's).
+SECRET_RETRY_SECONDS = 10
+# How long past its max age a key that was read fine stays in use while its secret cannot be
+# read: a rotated-out key is normally still valid that long (keep it valid max age + this).
+SECRET_STALE_GRACE_SECONDS = 900
+UNREADABLE = "The provider credentials could not be read."
 logger = Logger(child=True)
 
 
@@ -45,28 +61,67 @@ def provider_endpoint(provider: str) -> ProviderEndpoint:
     return ProviderEndpoint(base_url=base_url.rstrip("/"), api_key=api_key)
 
 
+@dataclass
+class _Held:
+    """One secret's state: its last good document and when to read it again."""
+
+    document: dict | None = None
+    good_until: float = -math.inf  # the last good document is served until then
+    next_read_at: float = -math.inf
+    failure: str = ""  # the message of the last failed read, for the requests until the retry
+
+
 class SecretCache:
-    """JSON-object secrets by ARN, read through the extension, each kept ``max_age`` seconds.
-    Parallel provider calls of one request share one read (a lock); a failed read is not kept."""
+    """JSON-object secrets by ARN, read through the extension on a schedule per secret:
+    ``max_age_seconds`` after a good read, ``retry_seconds`` after a failed one (``monotonic``
+    is the clock; tests move it). Until the retry, a request is served the last good document
+    if it is at most ``stale_grace_seconds`` past its max age, else fails fast with the failed
+    read's error — no read. Parallel provider calls of one request share one read (a lock)."""
 
     def __init__(
         self,
         read: Callable[[str], str] = read_secret_from_environment,
-        clock: Callable[[], float] = time.monotonic,
-        max_age: float = SECRET_MAX_AGE_SECONDS,
+        *,
+        max_age_seconds: float = SECRET_MAX_AGE_SECONDS,
+        retry_seconds: float = SECRET_RETRY_SECONDS,
+        stale_grace_seconds: float = SECRET_STALE_GRACE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.read, self.clock, self.max_age = read, clock, max_age
-        self._values: dict[str, tuple[float, dict]] = {}
+        self.read = read
+        self.max_age, self.retry, self.grace = max_age_seconds, retry_seconds, stale_grace_seconds
+        self.monotonic = monotonic
+        self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
 
     def get(self, arn: str) -> dict:
         with self._lock:
-            held = self._values.get(arn)
-            if held is not None and self.clock() - held[0] < self.max_age:
-                return held[1]
-            value = self._fetch(arn)
-            self._values[arn] = (self.clock(), value)
-            return value
+            now = self.monotonic()
+            held = self._held.setdefault(arn, _Held())
+            if now < held.next_read_at:
+                return self._served(held, now)
+            # Claimed as if it will fail: whatever the read raises, the next is not before then.
+            held.next_read_at, held.failure = now + self.retry, UNREADABLE
+            try:
+                document = self._fetch(arn)
+            except _ReadFailed as failed:
+                held.failure = failed.message
+                extra = {"reason": failed.reason, "retry_in_seconds": self.retry}
+                if held.document is not None and now < held.good_until:
+                    logger.warning(
+                        "provider secret unreadable; the last good key stays", extra=extra
+                    )
+                else:
+                    logger.error("provider secret unreadable", extra=extra)
+                return self._served(held, now)
+            held.document, held.failure = document, ""
+            held.good_until = now + self.max_age + self.grace
+            held.next_read_at = now + self.max_age
+            return document
+
+    def _served(self, held: _Held, now: float) -> dict:
+        if held.document is not None and now < held.good_until:
+            return held.document
+        raise ProviderError(held.failure) from None  # the failed read's answer, again
 
     def _fetch(self, arn: str) -> dict:
         try:
@@ -74,15 +129,25 @@ class SecretCache:
         except (SecretUnavailable, ValueError) as error:
             # The reason is ours (no secret material); the ARN and account stay out of answers.
             reason = str(error) if isinstance(error, SecretUnavailable) else "not JSON"
-            logger.error("provider secret unreadable", extra={"reason": reason})
-            raise ProviderError("The provider credentials could not be read.") from None
+            raise _ReadFailed(UNREADABLE, reason) from None
         if not isinstance(document, dict):
-            raise ProviderError("The provider credentials secret is not a JSON object.")
+            raise _ReadFailed(
+                "The provider credentials secret is not a JSON object.", "not a JSON object"
+            )
         return document
 
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
+            self._held.clear()
+
+
+class _ReadFailed(Exception):
+    """A failed read: the message a caller sees, and the reason for the log line (neither holds
+    secret material, the ARN or the account)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message, self.reason = message, reason
 
 
 provider_secrets = SecretCache()
