@@ -55,6 +55,7 @@ from tests.webhook_receiver import WebhookReceiver
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE, JOBS_TABLE = "probe-images", "probe-usage", "probe-jobs"
 JWT_SECRET = "probe-jwt-secret-0123456789abcdef-0123456789"
+CDN_DOMAIN = "images.probe.example"
 WEBHOOK_KEY = "cHJvYmUtd2ViaG9vay1rZXktMDEyMzQ1"  # 24 bytes in base64, as the stack generates
 RUNTIME_ONLY = ("logs:", "xray:")
 TRANSACTION_ACTIONS = {
@@ -87,7 +88,10 @@ class Recorder:
     def before(self, params, model, context, event_name, **_):
         service = event_name.split(".")[1]
         context["probe_params"] = params
-        self.calls += list(_as_calls(service, model.name, params))
+        # the ARN of a call names the region of the client that made it (a presigned URL's
+        # context names none: an S3 ARN has no region)
+        region = context.get("client_region", REGION)
+        self.calls += list(_as_calls(service, model.name, params, region))
         if model.name == "PutObject" and self._fail_put_under is not None:
             if params["Key"].startswith(self._fail_put_under):
                 if self._skip == 0:
@@ -103,7 +107,7 @@ class Recorder:
             self.calls.append(Call("s3:ListBucket", bucket, ("s3:prefix", params["Key"])))
 
 
-def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
+def _as_calls(service: str, operation: str, params: dict, region: str) -> list[Call]:
     if service == "s3":
         action = {"HeadObject": "GetObject"}.get(operation, operation)
         if operation == "DeleteObjects":  # authorised as s3:DeleteObject per key
@@ -120,13 +124,13 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
             return [
                 Call(
                     f"dynamodb:{TRANSACTION_ACTIONS[kind]}",
-                    _table_arn(body["TableName"]),
+                    _table_arn(body["TableName"], region),
                     _leading_key(body),
                 )
                 for item in params["TransactItems"]
                 for kind, body in item.items()
             ]
-        resource = _table_arn(params["TableName"])
+        resource = _table_arn(params["TableName"], region)
         if "IndexName" in params:  # IAM authorises a query of an index on the index's ARN
             resource += f"/index/{params['IndexName']}"
         return [Call(f"dynamodb:{operation}", resource, _leading_key(params))]
@@ -137,7 +141,7 @@ def _as_calls(service: str, operation: str, params: dict) -> list[Call]:
         return [Call(f"states:{operation}", resource)]
     if service == "ssm":
         return [
-            Call(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}")
+            Call(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{params['Name']}")
         ]
     return [Call(f"{service}:{operation}", "*")]
 
@@ -148,8 +152,8 @@ def _leading_key(params: dict) -> tuple[str, str] | None:
     return None if value is None else ("dynamodb:LeadingKeys", value)  # none: a query
 
 
-def _table_arn(name: str) -> str:
-    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+def _table_arn(name: str, region: str = REGION) -> str:
+    return f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"
 
 
 # --- the template, resolved against the probe's resources ---------------------------------------
@@ -158,10 +162,10 @@ def _table_arn(name: str) -> str:
 class Resolver:
     """CloudFormation intrinsics → the concrete names of the probe's moto resources."""
 
-    def __init__(self, values: dict[tuple[str, str], str]) -> None:
+    def __init__(self, values: dict[tuple[str, str], str], region: str = REGION) -> None:
         self.values = values | {
             ("AWS::Partition", "Ref"): "aws",
-            ("AWS::Region", "Ref"): REGION,
+            ("AWS::Region", "Ref"): region,
             ("AWS::AccountId", "Ref"): ACCOUNT,
             ("AWS::URLSuffix", "Ref"): "amazonaws.com",
         }
@@ -288,7 +292,13 @@ class FakeSecretsExtension:
 
 
 @pytest.fixture
-def probe(dev, monkeypatch):
+def stage(request):
+    """The synthesized stage probed: dev (presigned URLs) unless a test names another."""
+    return request.getfixturevalue(getattr(request, "param", "dev"))
+
+
+@pytest.fixture
+def probe(stage, monkeypatch):
     """moto with the stack's resources, the emulators, a recorder on every new botocore client,
     and ``run(handler)`` that sets that function's environment and clears per-container caches."""
     from aws_lambda_powertools.utilities.parameters import base as parameters
@@ -305,20 +315,27 @@ def probe(dev, monkeypatch):
         client.meta.events.register("after-call", recorder.after)
         return client
 
-    stack = dev.stack
-    logical = dev.logical_id
+    stack = stage.stack
+    logical = stage.logical_id
+    region = stage.settings.region or REGION  # a stage that pins its region runs there
     with mock_aws():
         values: dict[tuple[str, str], str] = {}
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        location = {} if region == "us-east-1" else {"LocationConstraint": region}
+        boto3.client("s3", region_name=region).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration=location
+        )
         bucket = logical(stack.node.find_child("Storage").bucket)
         values |= {(bucket, "Ref"): BUCKET, (bucket, "Arn"): f"arn:aws:s3:::{BUCKET}"}
-        usage.create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
+        distribution = stack.node.find_child("Storage").distribution
+        if distribution is not None:  # cloudfront mode: stable image URLs on this host
+            values[(logical(distribution), "DomainName")] = CDN_DOMAIN
+        usage.create_table(boto3.client("dynamodb", region_name=region), TABLE)
         table = logical(stack.node.find_child("Usage").table)
-        values |= {(table, "Ref"): TABLE, (table, "Arn"): _table_arn(TABLE)}
-        job_store.create_table(boto3.client("dynamodb", region_name=REGION), JOBS_TABLE)
+        values |= {(table, "Ref"): TABLE, (table, "Arn"): _table_arn(TABLE, region)}
+        job_store.create_table(boto3.client("dynamodb", region_name=region), JOBS_TABLE)
         jobs = logical(stack.node.find_child("Jobs").table)
-        values |= {(jobs, "Ref"): JOBS_TABLE, (jobs, "Arn"): _table_arn(JOBS_TABLE)}
-        secrets_client = boto3.client("secretsmanager", region_name=REGION)
+        values |= {(jobs, "Ref"): JOBS_TABLE, (jobs, "Arn"): _table_arn(JOBS_TABLE, region)}
+        secrets_client = boto3.client("secretsmanager", region_name=region)
         secret_values = {}
         for provider, secret in stack.node.find_child("Secrets").provider_keys.items():
             value = json.dumps({"api_key": PROVIDER_KEYS[provider]})
@@ -332,14 +349,14 @@ def probe(dev, monkeypatch):
             Name="probe/webhook", SecretString=json.dumps({"WEBHOOK_SECRET": WEBHOOK_KEY})
         )["ARN"]  # read with boto3 (Powertools), not through the extension
         values[(logical(stack.node.find_child("Secrets").webhook_secret), "Ref")] = webhook_arn
-        machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        machine = boto3.client("stepfunctions", region_name=region).create_state_machine(
             name="probe-jobs",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/probe",
         )["stateMachineArn"]
         state_machine = stack.node.find_child("JobWorkflow").state_machine
         values[(logical(state_machine), "Ref")] = machine
-        resolve = Resolver(values)
+        resolve = Resolver(values, region)
 
         started = {provider: cls(clock=lambda: TEST_DATE) for provider, cls in EMULATORS.items()}
         service_http.set_http_client(service_http.new_http_client(EmulatorRouter(started)))
@@ -355,8 +372,9 @@ def probe(dev, monkeypatch):
             for identity in PROVIDERS.values():
                 os.environ.pop(identity.api_key_variable, None)  # keys come from the secrets
                 os.environ[identity.base_url_variable] = in_process_base_url(identity.name)
-            os.environ.update(environment_of(dev, handler, resolve))
+            os.environ.update(environment_of(stage, handler, resolve))
             os.environ.update(environment or {})
+            os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
             for cache in (
                 storage.get_s3_client,
@@ -480,7 +498,7 @@ def _start(generation, body: dict) -> str:
 
 def _workflow_inputs() -> dict[str, dict]:
     """Job id → the input its execution was started with: what the Run state receives."""
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+    sfn = boto3.client("stepfunctions")  # in the probed function's region
     (machine,) = sfn.list_state_machines()["stateMachines"]
     executions = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
     described = (sfn.describe_execution(executionArn=e["executionArn"]) for e in executions)
@@ -563,7 +581,8 @@ def _delivered(webhooks: WebhookReceiver, path: str) -> dict:
     return Webhook("whsec_" + WEBHOOK_KEY).verify(delivery.body, delivery.headers)
 
 
-def test_each_job_task_calls_exactly_what_it_is_granted(dev, probe, webhooks):
+@pytest.mark.parametrize("stage", ["dev", "prod"], indirect=True)  # presigned, cloudfront
+def test_each_job_task_calls_exactly_what_it_is_granted(stage, probe, webhooks):
     run, resolve, _, _ = probe
     # The receiver is on localhost, not a public https host: trusted, as the local stack does.
     trusted = {"TRUSTED_CALLBACK_ORIGINS": webhooks.origin}
@@ -633,14 +652,17 @@ def test_each_job_task_calls_exactly_what_it_is_granted(dev, probe, webhooks):
     for name in state:
         assert tasks.invoke("notify", state[name])["webhook"] == {"next": "Done"}, name
     stored = _delivered(webhooks, "/stored")["data"]["data"]
-    assert "X-Amz-Signature=" in stored["image_url"]  # presigned by the notify function
+    if stage.settings.image_url.mode == "presigned":
+        assert "X-Amz-Signature=" in stored["image_url"]  # signed by the notify function
+    else:
+        assert stored["image_url"].startswith(f"https://{CDN_DOMAIN}/customers/")
     assert _delivered(webhooks, "/inline")["data"]["data"]["image_url"].startswith("data:image/")
     assert _delivered(webhooks, "/flux")["type"] == "image.job.succeeded"
     assert _delivered(webhooks, "/failed")["type"] == "image.job.failed"
     assert len(webhooks.deliveries) == 4
 
     for step in TASKS:
-        compare(dev, f"job_tasks.{step}", resolve, tasks.calls[step])
+        compare(stage, f"job_tasks.{step}", resolve, tasks.calls[step])
 
 
 def test_the_authorizer_reads_only_its_jwt_secret_through_the_extension(dev, probe):
