@@ -160,6 +160,22 @@ def measure(call, before=lambda: None, **extra):
     tracemalloc.stop()
     del kept
     return {"times": times, "peak_bytes": peak, **extra}
+
+# Alternating requests, ours and the floor's, order swapped every round: each pair ran under
+# the same load. Returns both series and the ratio of each pair.
+def paired(ours, floor, before=lambda: None):
+    for _ in range(3):
+        before(); ours(); floor()
+    mine, theirs = [], []
+    for i in range(RUNS):
+        for which, call in ((mine, ours), (theirs, floor))[:: 1 if i % 2 else -1]:
+            if call is ours:
+                before()
+            started = time.perf_counter()
+            call()
+            which.append((time.perf_counter() - started) * 1000)
+    return {"times": mine, "floor_times": theirs,
+            "ratios": [a / b for a, b in zip(mine, theirs)]}
 """
 GENERATION_WARM = (
     WARM_SETUP
@@ -183,6 +199,53 @@ from image_service.service import Caller
 events = json.loads(os.environ["BENCH_EVENTS"])
 results = {}
 
+# --- the floors, in this process: bare httpx for the provider, bare boto3 for AWS -------------
+import base64, uuid
+import boto3, httpx
+floor_http = httpx.Client(timeout=30)
+floor_url = os.environ["BENCH_BASE_URL"] + "/images/generations"
+floor_body = {"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
+              "quality": "high", "n": 1}
+floor_headers = {"authorization": "Bearer " + os.environ["BENCH_KEY"]}
+def floor():
+    response = floor_http.post(floor_url, json=floor_body, headers=floor_headers)
+    return base64.b64decode(response.json()["data"][0]["b64_json"])
+floor_session = boto3.Session()  # its own session and clients: nothing shared with ours
+ddb, s3 = floor_session.client("dynamodb"), floor_session.client("s3")
+TABLE, BUCKET = os.environ["BENCH_FLOOR_TABLE"], os.environ["IMAGE_BUCKET"]
+RECORD = {"S": "x" * 2000}  # about a job record's size
+# The whole generation's AWS calls, the same operations in the same order (usage limits read,
+# request counted, charge reserved; job created; job read, claimed; image kept; result recorded,
+# charge settled; record read, image read back), made with bare boto3 around the floor's call.
+def job_floor():
+    job = {"pk": {"S": "job#" + uuid.uuid4().hex}}
+    usage = {"pk": {"S": "usage#1"}}
+    put = lambda key: {"Put": {"TableName": TABLE, "Item": key | {"record": RECORD},
+                               "ConditionExpression": "attribute_not_exists(pk)"}}
+    # every write conditional, as ours are (moto evaluates conditions at some cost)
+    cond = {"ConditionExpression": "attribute_exists(pk)"}
+    ddb.get_item(TableName=TABLE, Key=usage)
+    ddb.update_item(TableName=TABLE, Key=usage, UpdateExpression="ADD requests :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}})
+    ddb.transact_write_items(TransactItems=[put({"pk": {"S": "charge#" + uuid.uuid4().hex}})])
+    ddb.transact_write_items(TransactItems=[put(job)])
+    ddb.get_item(TableName=TABLE, Key=job)
+    ddb.update_item(TableName=TABLE, Key=job, UpdateExpression="SET #r = :r",
+                    ExpressionAttributeNames={"#r": "record"}, ExpressionAttributeValues={":r": RECORD},
+                    **cond)
+    text = floor_http.post(floor_url, json=floor_body, headers=floor_headers).json()["data"][0]["b64_json"]
+    s3.put_object(Bucket=BUCKET, Key="jobs/floor/" + job["pk"]["S"], Body=text.encode())
+    del text
+    ddb.update_item(TableName=TABLE, Key=job, UpdateExpression="SET #r = :r",
+                    ExpressionAttributeNames={"#r": "record"}, ExpressionAttributeValues={":r": RECORD},
+                    **cond)
+    ddb.transact_write_items(TransactItems=[put({"pk": {"S": "charge#" + uuid.uuid4().hex}})])
+    ddb.get_item(TableName=TABLE, Key=job)
+    stored = s3.get_object(Bucket=BUCKET, Key="jobs/floor/" + job["pk"]["S"])["Body"].read()
+    return "data:image/png;base64," + stored.decode()
+results["floor"] = measure(floor)
+results["job floor"] = measure(job_floor)
+
 def counted(call):
     aws_calls.clear()
     call()
@@ -194,8 +257,8 @@ def start(event):
     assert answer["statusCode"] == 202, str(answer)[:300]
     return json.loads(answer["body"])["data"]["job_id"]
 request = events["request"]
-results["request path (HTTP, respond-async)"] = measure(
-    lambda: start(request), aws_calls=counted(lambda: start(request)))
+results["request path (HTTP, respond-async)"] = measure(lambda: start(request))
+results["request path (HTTP, respond-async)"]["aws_calls"] = counted(lambda: start(request))
 
 # --- the run step alone, on jobs the request path started ----------------------------------
 for name, event in (("run step, data URL", events["request"]),
@@ -217,7 +280,8 @@ prepared = generation.image_service().prepare(
 provider = get_image_provider("openai")
 def provider_call():
     return call_provider(provider, prepared.provider_request)
-results["provider call (the run step's)"] = measure(provider_call)
+results["provider call (the run step's)"] = measure(provider_call) | {
+    "paired": paired(provider_call, floor)}
 
 # --- the whole generation: the handler, its job's run step inline --------------------------
 run_peaks = {}
@@ -244,61 +308,12 @@ for name in ("direct, data URL", "HTTP, data URL", "direct, stored (S3)", "HTTP,
         assert answer.get("success") or answer.get("statusCode") == 200, str(answer)[:300]
         return answer
     calls = counted(call)
-    result = measure(call, aws_calls=calls)
+    result = measure(call, aws_calls=calls) | {"paired": paired(call, job_floor)}
     # The handler's peak: before its job ran, or after (its own answer); not the run step's.
     result["peak_bytes"] = max(result["peak_bytes"], run_peaks["before"] - traced["base"])
     result["run_peak_bytes"] = run_peaks["run"]
     results[name] = result
 print(json.dumps(results))
-"""
-)
-FLOOR_WARM = (
-    WARM_SETUP
-    + """
-import base64, httpx
-client = httpx.Client(timeout=30)
-url = os.environ["BENCH_BASE_URL"] + "/images/generations"
-body = {"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
-        "quality": "high", "n": 1}
-headers = {"authorization": "Bearer " + os.environ["BENCH_KEY"]}
-def call():
-    response = client.post(url, json=body, headers=headers)
-    return base64.b64decode(response.json()["data"][0]["b64_json"])
-print(json.dumps({"floor": measure(call)}))
-"""
-)
-# The job floor: the floor's provider call plus the AWS calls a job's contract needs, made
-# with bare boto3 — record the job, start it; claim it (read, conditional write), keep the
-# image's base64 in S3, record the result; read the record, read the image into a data URL.
-JOB_FLOOR_WARM = (
-    WARM_SETUP
-    + AWS_FLOOR_SETUP
-    + """
-import httpx
-s3 = boto3.client("s3")
-BUCKET = os.environ["IMAGE_BUCKET"]
-client = httpx.Client(timeout=30)
-url = os.environ["BENCH_BASE_URL"] + "/images/generations"
-body = {"model": "gpt-image-2", "prompt": os.environ["BENCH_PROMPT"], "size": "1024x1024",
-        "quality": "high", "n": 1}
-headers = {"authorization": "Bearer " + os.environ["BENCH_KEY"]}
-def call():
-    job_id = start_job()
-    key = {"pk": {"S": "job#" + job_id}}
-    dynamodb.get_item(TableName=TABLE, Key=key)
-    dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET #s = :s",
-                         ExpressionAttributeNames={"#s": "status"},
-                         ExpressionAttributeValues={":s": {"S": "running"}})
-    text = client.post(url, json=body, headers=headers).json()["data"][0]["b64_json"]
-    s3.put_object(Bucket=BUCKET, Key="jobs/1/" + job_id, Body=text.encode())
-    del text
-    dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET #s = :s",
-                         ExpressionAttributeNames={"#s": "status"},
-                         ExpressionAttributeValues={":s": {"S": "succeeded"}})
-    dynamodb.get_item(TableName=TABLE, Key=key)
-    stored = s3.get_object(Bucket=BUCKET, Key="jobs/1/" + job_id)["Body"].read()
-    return "data:image/png;base64," + stored.decode()
-print(json.dumps({"job floor": measure(call)}))
 """
 )
 
@@ -453,12 +468,6 @@ def run(cold_runs: int, warm_runs: int) -> dict:
                 GENERATION_WARM,
                 child_env(function_path, **function_env, BENCH_EVENTS=json.dumps(events)),
             )  # fmt: skip
-        )
-        warm |= json.loads(run_json(FLOOR_WARM, child_env(contenders["floor"], **common)))
-        warm |= json.loads(
-            run_json(
-                JOB_FLOOR_WARM, child_env([*contenders["floor"], *boto3_only], **aws, **common)
-            )
         )
     finally:
         extension.close()
