@@ -16,7 +16,7 @@ from image_common.errors import ProviderError, StorageError
 from image_service import images as images_module
 from image_service.delivery import deliver
 from image_service.http import json_or_error, provider_answer
-from image_service.images import ImageBytes, check_base64
+from image_service.images import ImageBytes, base64_form, check_base64
 from image_service.providers.base import GeneratedImage, provider_base64_image
 from image_service.service import ImageService
 from image_service.storage import ImageStore
@@ -154,6 +154,31 @@ def test_a_job_image_stored_as_bytes_still_reads_as_that_image(settings, s3):
     s3.put_object(Bucket=settings.image_bucket, Key="jobs/7/job-1/output-0.png", Body=PNG)
     read = ImageStore(settings).read_job_bytes("jobs/7/job-1/output-0.png")
     assert read.data == PNG and read.to_data_url() == f"data:image/png;base64,{PNG_TEXT}"
+
+
+def test_the_form_check_gives_the_full_checks_head_and_size():
+    for length in (1, 2, 3, 4, 100, 101, 102):
+        text = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(length)).decode()
+        assert base64_form(text) == check_base64(text)
+    for bad in ("", "abc", "é" * 4, "=" * 24):
+        with pytest.raises(ValueError):
+            base64_form(bad)
+
+
+def test_reading_back_an_answer_image_decodes_only_its_first_bytes(settings, s3, monkeypatch):
+    store = ImageStore(settings)
+    key = store.put_job_answer_image(7, "job-1", "output-0", provider_base64_image(PNG_TEXT, "x"))
+    decoded: list[int] = []
+    real = binascii.a2b_base64
+
+    def counting(text, **kwargs):
+        decoded.append(len(text))
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(binascii, "a2b_base64", counting)
+    read = store.read_job_bytes(key)
+    assert read.to_data_url() == f"data:image/png;base64,{PNG_TEXT}" and read.size == len(PNG)
+    assert decoded and max(decoded) <= 24  # its form and first bytes, not a second full pass
 
 
 @pytest.mark.parametrize(
