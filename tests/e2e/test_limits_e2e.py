@@ -3,13 +3,26 @@ customer sees. Limits are set the way ops set them — an item in the usage tabl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import sys
+from datetime import UTC, datetime
 
 import pytest
 
+from tests.e2e.conftest import E2E_DATE
 from tests.e2e.test_flux_e2e import start, until_final
 
 pytestmark = pytest.mark.e2e
+
+# The limits' clock: mid-minute on the stack's calendar day, so that no request of a test falls
+# into another minute (or day) than its seeded counters, however busy the machine.
+NOW = datetime(E2E_DATE.year, E2E_DATE.month, E2E_DATE.day, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def limits_clock(local_stack, monkeypatch):
+    """The in-process generation function's usage ledger reads the time from NOW."""
+    ledger = sys.modules["generation"].image_service().usage
+    monkeypatch.setattr(ledger, "clock", lambda: NOW)
 
 
 def set_limits(local_stack, customer_id: int, **limits: float) -> None:
@@ -19,17 +32,15 @@ def set_limits(local_stack, customer_id: int, **limits: float) -> None:
 
 
 def seed_minute_counters(local_stack, customer_id: int, requests: int) -> None:
-    """This minute's and the next minute's counters, so the test holds across a minute's end."""
-    now = datetime.now(UTC)
-    for minute in (now, now + timedelta(minutes=1)):
-        local_stack.dynamodb().put_item(
-            TableName=local_stack.stack.usage_table,
-            Item={
-                "pk": {"S": f"customer#{customer_id}"},
-                "sk": {"S": f"minute#{minute.strftime('%Y-%m-%dT%H:%M')}"},
-                "requests": {"N": str(requests)},
-            },
-        )
+    """The counter of the ledger's current minute (NOW's)."""
+    local_stack.dynamodb().put_item(
+        TableName=local_stack.stack.usage_table,
+        Item={
+            "pk": {"S": f"customer#{customer_id}"},
+            "sk": {"S": f"minute#{NOW.strftime('%Y-%m-%dT%H:%M')}"},
+            "requests": {"N": str(requests)},
+        },
+    )
 
 
 def generate(api, local_stack, customer_id: int, quality: str = "high"):
@@ -60,7 +71,7 @@ def test_over_its_rate_limit_a_customer_gets_429_with_retry_after_and_no_provide
     assert refused.status_code == 429
     body = refused.json()
     assert (body["success"], body["code"], body["error"]["type"]) == (False, 429, "rate_limited")
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert int(refused.headers["retry-after"]) == 30  # the minute ends 30 s after NOW
     assert openai_calls(local_stack) == before + 1  # the emulator never saw the refused request
 
 
