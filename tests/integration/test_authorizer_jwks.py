@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.clock import ManualClock
 from tests.conftest import AUTHORIZER_ENV, LocalServer, jwk_of
 
 ISSUER = "https://idp.example/"
@@ -299,17 +300,9 @@ def test_secret_never_appears_in_logs(extension, caplog, capsys):
     assert SESSION_TOKEN not in caplog.text + captured.out + captured.err
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock()
+    fake = ManualClock()
     monkeypatch.setattr(authorizer.current_verifier, "clock", fake)
     return fake
 

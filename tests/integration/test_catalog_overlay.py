@@ -26,6 +26,7 @@ from image_service.catalog import (
     ssm_overlay_reader,
 )
 from image_service.registry import SHIPPED_CATALOG, shipped_document
+from tests.clock import ManualClock
 from tests.conftest import http_event
 
 TODAY = datetime.date(2026, 11, 30)
@@ -43,19 +44,6 @@ RETIRE_GPT_IMAGE_2 = {
 
 
 MAX_AGE, RETRY = 300, 30
-
-
-class Clock:
-    """The source's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SsmCalls:
@@ -95,8 +83,8 @@ def metrics() -> list[str]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 def source_for(reader, metrics, clock=None) -> CatalogSource:
@@ -104,7 +92,7 @@ def source_for(reader, metrics, clock=None) -> CatalogSource:
         reader,
         max_age_seconds=MAX_AGE,
         retry_seconds=RETRY,
-        monotonic=clock or Clock(),
+        monotonic=clock or ManualClock(),
         record_metric=metrics.append,
     )
 
@@ -397,7 +385,7 @@ def test_settings_read_the_max_age_and_the_retry_interval(ssm, ssm_calls):
     with pytest.raises(ValueError, match="CATALOG_OVERLAY_RETRY_SECONDS"):
         CatalogSettings.from_environ({"CATALOG_OVERLAY_RETRY_SECONDS": "soon"})
 
-    clock = Clock()  # the source they build keeps that schedule
+    clock = ManualClock()  # the source they build keeps that schedule
     source = settings.source(monotonic=clock)
     ssm_calls.down = "ThrottlingException"
     source.current()

@@ -17,6 +17,7 @@ from image_service.inputs import load_input_image
 from image_service.job_records import utcnow
 from image_service.models import parse_request
 from image_service.storage import ImageStore
+from tests.clock import ManualClock
 from tests.conftest import (
     TEST_BUCKET,
     answer_of,
@@ -494,16 +495,6 @@ def provider_image(data: bytes):
 PNG_BYTES = image_bytes("png", 16, 16)
 
 
-class FakeClock:
-    """The service's clock, moved by hand: time spent is an input, not a wait."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def slow_image_server():
     """An image URL on loopback whose answer costs the request ``delay`` seconds of its clock."""
@@ -511,7 +502,7 @@ def slow_image_server():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     delay = {"seconds": 0.0}
-    clock = FakeClock()
+    clock = ManualClock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):

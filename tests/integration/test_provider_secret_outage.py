@@ -13,17 +13,10 @@ from moto import mock_aws
 
 from image_common.credentials import SECRET_RETRY_SECONDS, provider_secrets
 from image_common.provider_identity import PROVIDERS
+from tests.clock import ManualClock
 from tests.conftest import PROVIDER_KEYS, InlineJobs, http_event, request_body
 
 EXTENSION_PATH = "/secretsmanager/get"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def openai_key_in_secrets_manager(s3, emulators, secrets_extension, monkeypatch)
         )["ARN"]
         monkeypatch.delenv(PROVIDERS["openai"].api_key_variable)
         monkeypatch.setenv(PROVIDERS["openai"].secret_arn_variable, arn)
-        monkeypatch.setattr(provider_secrets, "monotonic", clock := Clock())
+        monkeypatch.setattr(provider_secrets, "monotonic", clock := ManualClock())
         yield arn, clock
 
 

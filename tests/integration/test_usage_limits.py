@@ -14,18 +14,11 @@ from image_service.service import ImageService
 from image_service.storage import ImageStore
 from image_service.usage import Limits, UsageLedger, create_table
 from local.job_runner import LocalJobRunner
+from tests.clock import ManualClock
 from tests.conftest import answer_of, pipeline_for, request_body
 
 TABLE = "usage-test"
 DEFAULTS = Limits(requests_per_minute=100, daily_budget_usd=1.0, monthly_budget_usd=2.0)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def dynamodb():
 
 @pytest.fixture
 def clock():
-    return Clock(datetime(2026, 11, 30, 10, 15, 42, tzinfo=UTC))
+    return ManualClock(datetime(2026, 11, 30, 10, 15, 42, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from jwt_authorizer import verifier as verifier_module
 from jwt_authorizer.jwks import JwksKeySource, JwksUnavailable
 from jwt_authorizer.settings import AuthorizerSettings, ConfigurationError
 from jwt_authorizer.verifier import Denial, DenialReason, Principal, TokenVerifier
+from tests.clock import ManualClock
 from tests.conftest import AUTHORIZER_ENV as AUTH_ENV
 from tests.conftest import jwk_of
 
@@ -115,14 +116,6 @@ def secret_mode(monkeypatch, caplog):
     authorizer.current_verifier.cache_clear()
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 class CountingFetch:
     def __init__(self, *documents):
         self.documents = list(documents)
@@ -138,7 +131,10 @@ class CountingFetch:
 
 def jwks_verifier(fetch, clock=None, **kwargs):
     source = JwksKeySource(
-        "https://idp.example/jwks.json", ("RS256", "ES256"), fetch=fetch, clock=clock or FakeClock()
+        "https://idp.example/jwks.json",
+        ("RS256", "ES256"),
+        fetch=fetch,
+        clock=clock or ManualClock(),
     )
     return TokenVerifier(
         algorithms=("RS256", "ES256"),
@@ -630,7 +626,7 @@ def test_symmetric_keys_in_a_jwks_are_ignored():
     fetch = CountingFetch(
         {"keys": [{"kty": "oct", "kid": "sym", "k": b64url(SECRET.encode()), "alg": "HS256"}]}
     )
-    source = JwksKeySource("https://x/j", ("RS256",), fetch=fetch, clock=FakeClock())
+    source = JwksKeySource("https://x/j", ("RS256",), fetch=fetch, clock=ManualClock())
     with pytest.raises(JwksUnavailable):
         source.key_for("sym")
 
@@ -650,7 +646,7 @@ def test_jwks_token_without_kid_is_denied(rsa_key):
 
 
 def test_unknown_kid_refreshes_once_then_waits_a_minute(rsa_key):
-    clock = FakeClock()
+    clock = ManualClock()
     fetch = CountingFetch({"keys": [jwk_of(rsa_key, "rsa-1", "RS256")]})
     source = JwksKeySource("https://x/j", ("RS256",), fetch=fetch, clock=clock)
     assert source.key_for("rsa-1") is not None and fetch.calls == 1
@@ -666,14 +662,14 @@ def test_rotated_key_is_found_by_the_refresh(rsa_key, ec_key):
     old = {"keys": [jwk_of(rsa_key, "rsa-1", "RS256")]}
     new = {"keys": [jwk_of(rsa_key, "rsa-1", "RS256"), jwk_of(ec_key, "ec-2", "ES256")]}
     fetch = CountingFetch(old, new)
-    source = JwksKeySource("https://x/j", ("RS256", "ES256"), fetch=fetch, clock=FakeClock())
+    source = JwksKeySource("https://x/j", ("RS256", "ES256"), fetch=fetch, clock=ManualClock())
     source.key_for("rsa-1")
     assert source.key_for("ec-2").algorithm_name == "ES256"
     assert fetch.calls == 2
 
 
 def test_first_load_failure_is_retried_after_five_seconds_not_per_request(rsa_key):
-    clock = FakeClock()
+    clock = ManualClock()
     fetch = CountingFetch(JwksUnavailable("down"), {"keys": [jwk_of(rsa_key, "rsa-1", "RS256")]})
     source = JwksKeySource("https://x/j", ("RS256",), fetch=fetch, clock=clock)
     for _ in range(3):
@@ -685,7 +681,7 @@ def test_first_load_failure_is_retried_after_five_seconds_not_per_request(rsa_ke
 
 
 def test_failed_refresh_keeps_the_keys_already_held(rsa_key):
-    clock = FakeClock()
+    clock = ManualClock()
     fetch = CountingFetch({"keys": [jwk_of(rsa_key, "rsa-1", "RS256")]}, JwksUnavailable("down"))
     source = JwksKeySource("https://x/j", ("RS256",), fetch=fetch, clock=clock)
     source.key_for("rsa-1")
@@ -695,7 +691,7 @@ def test_failed_refresh_keeps_the_keys_already_held(rsa_key):
 
 
 def test_key_set_is_refetched_after_an_hour(rsa_key, ec_key):
-    clock = FakeClock()
+    clock = ManualClock()
     fetch = CountingFetch(
         {"keys": [jwk_of(rsa_key, "rsa-1", "RS256")]}, {"keys": [jwk_of(ec_key, "ec-1", "ES256")]}
     )

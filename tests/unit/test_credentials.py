@@ -17,6 +17,7 @@ from image_common.credentials import (
 )
 from image_common.errors import ProviderError, ProviderNotConfigured
 from image_common.secret_extension import SecretUnavailable
+from tests.clock import ManualClock
 from tests.conftest import LocalServer
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:providers/openai-AbCdEf"
@@ -105,17 +106,6 @@ def test_without_a_session_token_the_secret_is_a_502_and_the_extension_is_not_ca
 # --- the read schedule, on an injected clock and a counting reader -------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class Reader:
     """A counting stand-in for the extension: a key, or the failure the test sets."""
 
@@ -131,7 +121,7 @@ class Reader:
         return self.answer
 
 
-def a_cache(reader: Reader, clock: Clock) -> SecretCache:
+def a_cache(reader: Reader, clock: ManualClock) -> SecretCache:
     return SecretCache(
         read=reader,
         max_age_seconds=3600,
@@ -144,7 +134,7 @@ def a_cache(reader: Reader, clock: Clock) -> SecretCache:
 def test_after_a_failed_read_the_next_request_fails_fast_until_the_retry_then_reads_again(
     extension, monkeypatch
 ):
-    now = Clock()
+    now = ManualClock()
     monkeypatch.setattr(provider_secrets, "monotonic", now)
     extension.answer(EXTENSION_PATH, status=500, body=b"throttled")
     with pytest.raises(ProviderError) as first:
@@ -165,7 +155,7 @@ def test_after_a_failed_read_the_next_request_fails_fast_until_the_retry_then_re
 
 
 def test_a_rotated_secret_is_read_again_after_the_max_age():
-    now, reads = Clock(), []
+    now, reads = ManualClock(), []
 
     def read(arn):
         reads.append(arn)
@@ -181,7 +171,7 @@ def test_a_rotated_secret_is_read_again_after_the_max_age():
 
 
 def test_during_an_outage_requests_make_one_read_per_retry_interval_and_each_gets_the_502(caplog):
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     reader.failure = SecretUnavailable("extension answered 429")
     cache = a_cache(reader, now)
     answers = []
@@ -202,7 +192,7 @@ def test_during_an_outage_requests_make_one_read_per_retry_interval_and_each_get
 
 
 def test_after_an_outage_the_first_read_past_the_interval_recovers_and_max_age_resumes():
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     reader.failure = SecretUnavailable("extension unreachable (URLError)")
     cache = a_cache(reader, now)
     with pytest.raises(ProviderError):
@@ -219,7 +209,7 @@ def test_after_an_outage_the_first_read_past_the_interval_recovers_and_max_age_r
 
 
 def test_a_secret_that_is_not_an_object_fails_fast_with_its_own_message_until_the_retry():
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     reader.answer = '["a", "list"]'
     cache = a_cache(reader, now)
     for _ in range(2):
@@ -230,7 +220,7 @@ def test_a_secret_that_is_not_an_object_fails_fast_with_its_own_message_until_th
 
 
 def test_a_read_that_raises_unexpectedly_is_claimed_too_the_next_request_fails_fast():
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     reader.failure = RuntimeError("a bug in the reader")
     cache = a_cache(reader, now)
     with pytest.raises(RuntimeError):
@@ -244,7 +234,7 @@ def test_a_read_that_raises_unexpectedly_is_claimed_too_the_next_request_fails_f
 def test_an_expired_key_whose_refresh_fails_is_served_for_the_grace_with_one_read_per_interval(
     caplog,
 ):
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     cache = a_cache(reader, now)
     assert cache.get(ARN)["api_key"] == "sk-first-0123456789"
     reader.failure = SecretUnavailable("extension answered 500")
@@ -260,7 +250,7 @@ def test_an_expired_key_whose_refresh_fails_is_served_for_the_grace_with_one_rea
 
 
 def test_past_the_grace_a_stale_key_is_no_longer_served_and_requests_fail_fast():
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     cache = a_cache(reader, now)
     cache.get(ARN)
     reader.failure = SecretUnavailable("extension answered 500")
@@ -278,7 +268,7 @@ def test_past_the_grace_a_stale_key_is_no_longer_served_and_requests_fail_fast()
 
 
 def test_a_good_read_during_the_grace_gives_a_fresh_key_a_full_lifetime():
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     cache = a_cache(reader, now)
     cache.get(ARN)
     reader.failure = SecretUnavailable("extension answered 500")
@@ -295,7 +285,7 @@ def test_a_good_read_during_the_grace_gives_a_fresh_key_a_full_lifetime():
 
 def test_each_secret_keeps_its_own_schedule():
     other = ARN.replace("openai", "xai")
-    reader, now = Reader(), Clock()
+    reader, now = Reader(), ManualClock()
     cache = a_cache(reader, now)
     reader.failure = SecretUnavailable("extension answered 500")
     with pytest.raises(ProviderError):
