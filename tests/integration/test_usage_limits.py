@@ -222,3 +222,30 @@ def test_direct_invoke_over_the_rate_limit_is_a_typed_tool_error_with_retry_afte
     assert result["success"] is False
     assert result["error"]["type"] == "rate_limited" and result["error"]["code"] == 429
     assert result["error"]["retry_after"] == 18
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [
+        ("flux", "flux"),  # flux-2-pro, per megapixel: $0.045 at the 1024x1024 it is sent at
+        ("grok-imagine-image-2.0", "xai"),  # priced only by the answer: reserves $0.08
+        ("gemini-nano-banana-2.1", "google"),  # token-priced only: reserves $0.06
+    ],
+)
+def test_a_customer_below_the_models_estimate_is_refused_before_the_provider_is_called(
+    service, emulators, ledger, model, provider
+):
+    """0.04 left of the day is less than each model's estimate; a $0 estimate would pass."""
+    from image_service.models import parse_request
+    from image_service.service import Caller
+
+    spent = ledger.admit(123, estimate_usd=0.96, provider=provider, model="earlier")
+    ledger.settle(spent, 0.96)
+    with pytest.raises(BudgetExceeded) as refused:
+        service.generate(
+            parse_request(request_body(model=model)), caller=Caller.trusted(), wait_seconds=20
+        )
+    assert (refused.value.status, refused.value.type) == (429, "budget_exceeded")
+    assert emulators[provider].requests == []
+    day = service.usage.usage(123)["day"]
+    assert (day["reserved_usd"], day["remaining_usd"], day["charges"]) == (0, 0.04, 1)

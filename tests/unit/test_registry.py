@@ -239,3 +239,42 @@ def test_token_cost_is_unknown_when_a_counted_kind_has_no_price():
         (100 * 5 + 200 * 8 + 1000 * 30) / 1_000_000, 6
     )
     assert MODELS["grok-imagine-image"].pricing.token_cost(image_output=10) is None
+
+
+# --- the admission estimate: what a request reserves against the customer's budget ---------------
+
+
+@pytest.mark.parametrize(
+    "model_id", [m for m, spec in MODELS.items() if spec.status_on(TODAY) != "retired"]
+)
+def test_every_servable_model_reserves_a_positive_estimate_for_a_bare_request(model_id):
+    """A model added without any price fails here: it would reserve $0 and let a customer just
+    under its budget start any number of jobs."""
+    spec = MODELS[model_id]
+    assert spec.admission_estimate(quality="auto", size=None, resolution=None) > 0
+    assert spec.admission_estimate(quality=None, size=None, resolution=None) > 0
+
+
+def test_a_megapixel_model_with_no_size_is_estimated_at_the_size_it_is_sent_at():
+    flux = MODELS["flux-2-pro"]
+    assert flux.capabilities.default_size == "1024x1024"
+    assert flux.admission_estimate(quality=None, size=None) == 0.045  # 1.05 MP → 2 MP
+    assert flux.admission_estimate(quality=None, size="2048x2048") == 0.03 + 4 * 0.015
+
+
+def test_the_reserve_figure_applies_only_where_no_list_price_does_and_is_never_a_list_price():
+    grok = MODELS["grok-imagine-image-2.0"]
+    assert grok.admission_estimate(quality="medium", size=None) == grok.pricing.reserve_usd == 0.08
+    assert grok.pricing.image_price(quality="medium", size=None) is None  # cost stays unknown
+    gpt = MODELS["gpt-image-1.5"]
+    assert gpt.admission_estimate(quality="low", size=None) == 0.009  # the list price wins
+    assert gpt.admission_estimate(quality="auto", size=None) == gpt.pricing.reserve_usd
+
+
+def test_a_reserve_figure_must_be_positive():
+    with pytest.raises(ValueError, match="reserve_usd"):
+        parse_catalog(
+            _document_with(
+                lambda d: _model(d, "grok-imagine-image-2.0").update(pricing={"reserve_usd": 0})
+            )
+        )

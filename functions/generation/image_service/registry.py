@@ -78,6 +78,13 @@ class Capabilities(_Frozen):
     ratio_with_input_images: bool = True
     safety_tolerance_max: int | None = None  # Flux: 6 on FLUX.1, 5 on FLUX.2
 
+    @property
+    def default_size(self) -> str | None:
+        """The ``WxH`` the normalizer sends when the request asks for no size (None: ratio APIs)."""
+        if self.size_rule:
+            return "{}x{}".format(*self.size_rule.default)
+        return "{}x{}".format(*self.sizes[0]) if self.sizes else None
+
     @field_validator("sizes", mode="before")
     @classmethod
     def _sizes_as_text(cls, value: Any) -> Any:
@@ -123,6 +130,9 @@ class Pricing(_Frozen):
     per_image: dict[str, float] = Field(default_factory=dict)  # quality@WxH, quality, WxH, default
     tokens_usd_per_million: TokenPrices | None = None
     per_megapixel: MegapixelPrice | None = None
+    # USD per image reserved at admission when no list price applies (token-, tick-priced or
+    # unpublished); the settled cost replaces it. Never reported as a cost.
+    reserve_usd: float | None = Field(default=None, gt=0)
 
     def image_price(
         self, *, quality: str | None, size: str | None, resolution: str | None = None
@@ -184,6 +194,20 @@ class ModelSpec(_Frozen):
         if self.shutdown_date and not self.successor:
             raise ValueError(f"{self.id}: a model with a shutdown_date needs a successor")
         return self
+
+    def admission_estimate(
+        self, *, quality: str | None, size: str | None, resolution: str | None = None
+    ) -> float | None:
+        """USD to reserve for one image before the provider is paid: the list price at the size
+        the request is sent at (the model's default size when it asks for none), else the
+        catalog's ``reserve_usd``. None only for a model the catalog prices not at all. No
+        quality asked is the provider's default, priced as ``auto``."""
+        price = self.pricing.image_price(
+            quality=quality or "auto",
+            size=size or self.capabilities.default_size,
+            resolution=resolution,
+        )
+        return price if price is not None else self.pricing.reserve_usd
 
     def status_on(self, today: datetime.date) -> Status:
         if self.shutdown_date and today >= self.shutdown_date:

@@ -249,8 +249,8 @@ class ImageService:
         if self.usage is None:
             return None
         settings = prepared.provider_request.settings
-        estimate = prepared.model.pricing.image_price(
-            quality=settings.quality or "auto", size=settings.size, resolution=settings.resolution
+        estimate = prepared.model.admission_estimate(
+            quality=settings.quality, size=settings.size, resolution=settings.resolution
         )
         return self.usage.admit(
             prepared.request.customer_id,
