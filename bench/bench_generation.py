@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from bench.servers import BenchProvider, SecretsExtension, noise_png
@@ -51,6 +52,8 @@ BUCKET = "bench-images"
 JOBS_TABLE = "bench-jobs"
 USAGE_TABLE = "bench-usage"
 FLOOR_TABLE = "bench-floor"
+FLOOR_JOBS_TABLE = "bench-floor-jobs"  # the job floor's: the same schemas as ours
+FLOOR_USAGE_TABLE = "bench-floor-usage"
 CATALOG_DATE = "2026-11-30"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-jobs"
@@ -78,9 +81,30 @@ RUN = (
     + """
 import json, os
 import job_tasks
+# Marks, in ms since the bench started the process: imports done, the first AWS call answered
+# (botocore, its session and a client made), the provider request sent, the answer.
+since = lambda: (time.time() - float(os.environ["BENCH_T0"])) * 1000
+marks = {"imports": since()}
+import botocore.endpoint, httpx
+_send, _http_send = botocore.endpoint.Endpoint._send, httpx.Client.send
+def _aws_send(self, request):
+    try:
+        return _send(self, request)
+    finally:
+        marks.setdefault("first AWS call", since())
+def _provider_send(self, request, **kwargs):
+    if not request.url.path.endswith("/images/generations"):
+        return _http_send(self, request, **kwargs)
+    marks.setdefault("provider request sent", since())
+    try:
+        return _http_send(self, request, **kwargs)
+    finally:
+        marks.setdefault("provider answered", since())  # its headers: the body streams next
+botocore.endpoint.Endpoint._send, httpx.Client.send = _aws_send, _provider_send
 state = job_tasks.run(json.loads(os.environ["BENCH_STATE"]), Context())
 assert state["status"] == "Succeeded", state
-print("ok", flush=True)
+marks["answer"] = since()
+print("ok", json.dumps(marks), flush=True)
 """
 )
 OPENAI = """
@@ -181,14 +205,61 @@ GENERATION_WARM = (
     WARM_SETUP
     + CONTEXT
     + """
-import botocore.session
+import botocore.endpoint, botocore.session
 aws_calls = []  # every AWS API call the function makes, by name, whichever session made it
+# Each call's time as its caller sees it (before-call → after-call: serialise, sign, send, wait,
+# read, parse) and the part of it on the wire (the HTTP round trip, body read but not parsed;
+# a GetObject's body is read by its caller, after the call). One thread: the runs here store
+# one image, so no upload runs in a pool.
+aws_timings = []  # (operation, call ms, wire ms)
+_clock = {}
+_send = botocore.endpoint.Endpoint._send
+def _timed_send(self, request):
+    started = time.perf_counter()
+    try:
+        return _send(self, request)
+    finally:
+        _clock["wire"] = _clock.get("wire", 0.0) + time.perf_counter() - started
+botocore.endpoint.Endpoint._send = _timed_send
+def _before_call(model, **kw):
+    aws_calls.append(model.name)
+    _clock["call"], _clock["wire"] = time.perf_counter(), 0.0
+def _after_call(model, **kw):
+    ms = (time.perf_counter() - _clock["call"]) * 1000
+    aws_timings.append((model.name, ms, _clock["wire"] * 1000))
 _create_client = botocore.session.Session.create_client
 def _counting_client(self, *args, **kwargs):
     client = _create_client(self, *args, **kwargs)
-    client.meta.events.register("before-call", lambda model, **kw: aws_calls.append(model.name))
+    client.meta.events.register("before-call", _before_call)
+    client.meta.events.register("after-call", _after_call)
     return client
 botocore.session.Session.create_client = _counting_client
+
+def per_operation(ours, floor, rounds):
+    # Ours and the floor, alternating: each AWS operation's call and wire time, by position
+    # (both make the same operations in the same order), and each request's total.
+    sides = {"ours": (ours, []), "floor": (floor, [])}
+    for i in range(rounds):
+        for name in (("ours", "floor") if i % 2 else ("floor", "ours")):
+            call, samples = sides[name]
+            aws_timings.clear()
+            started = time.perf_counter()
+            call()
+            total = (time.perf_counter() - started) * 1000
+            samples.append((total, list(aws_timings)))
+    out = {}
+    for name, (_, samples) in sides.items():
+        operations = [op for op, _, _ in samples[0][1]]
+        out[name] = {
+            "total": statistics.median(t for t, _ in samples),
+            "operations": [
+                {"operation": op,
+                 "call": statistics.median(s[1][i][1] for s in samples),
+                 "wire": statistics.median(s[1][i][2] for s in samples)}
+                for i, op in enumerate(operations)
+            ],
+        }
+    return out
 
 import generation, job_tasks
 from image_service.models import parse_request
@@ -212,37 +283,88 @@ def floor():
     return base64.b64decode(response.json()["data"][0]["b64_json"])
 floor_session = boto3.Session()  # its own session and clients: nothing shared with ours
 ddb, s3 = floor_session.client("dynamodb"), floor_session.client("s3")
-TABLE, BUCKET = os.environ["BENCH_FLOOR_TABLE"], os.environ["IMAGE_BUCKET"]
+BUCKET = os.environ["IMAGE_BUCKET"]
+# Tables of the same schemas as ours (the jobs table with its index, the usage table's pk/sk),
+# in their own names, so moto's cost of a write grows alike on both sides: moto copies a whole
+# table for every item of a transaction, and each side's tables grow with its requests.
+JOBS, USAGE = os.environ["BENCH_FLOOR_JOBS_TABLE"], os.environ["BENCH_FLOOR_USAGE_TABLE"]
 RECORD = {"S": "x" * 2000}  # about a job record's size
-# The whole generation's AWS calls, the same operations in the same order (usage limits read,
-# request counted, charge reserved; job created; job read, claimed; image kept; result recorded,
-# charge settled; record read, image read back), made with bare boto3 around the floor's call.
+N = lambda value: {"N": str(value)}
+def windows(expression, values, condition=None):
+    return [{"Update": {"TableName": USAGE, "Key": {"pk": {"S": "customer#1"}, "sk": {"S": sk}},
+                        "UpdateExpression": expression, "ExpressionAttributeValues": values}
+             | ({"ConditionExpression": condition} if condition else {})}
+            for sk in ("day#2026-11-30", "month#2026-11")]
+# The whole generation's AWS calls, the same operations of the same shape in the same order
+# (usage limits read; request counted; day and month reserved with the charge, one
+# transaction; job created; job read, claimed; image kept; result recorded; charge settled with
+# day and month, one transaction; record read; image read back), made with bare boto3 around
+# the floor's call. Every write conditional where ours is.
 def job_floor():
-    job = {"pk": {"S": "job#" + uuid.uuid4().hex}}
-    usage = {"pk": {"S": "usage#1"}}
-    put = lambda key: {"Put": {"TableName": TABLE, "Item": key | {"record": RECORD},
-                               "ConditionExpression": "attribute_not_exists(pk)"}}
-    # every write conditional, as ours are (moto evaluates conditions at some cost)
-    cond = {"ConditionExpression": "attribute_exists(pk)"}
-    ddb.get_item(TableName=TABLE, Key=usage)
-    ddb.update_item(TableName=TABLE, Key=usage, UpdateExpression="ADD requests :one",
-                    ExpressionAttributeValues={":one": {"N": "1"}})
-    ddb.transact_write_items(TransactItems=[put({"pk": {"S": "charge#" + uuid.uuid4().hex}})])
-    ddb.transact_write_items(TransactItems=[put(job)])
-    ddb.get_item(TableName=TABLE, Key=job)
-    ddb.update_item(TableName=TABLE, Key=job, UpdateExpression="SET #r = :r",
-                    ExpressionAttributeNames={"#r": "record"}, ExpressionAttributeValues={":r": RECORD},
-                    **cond)
+    job_id, charge = uuid.uuid4().hex, {"pk": {"S": "customer#1"},
+                                        "sk": {"S": "charge#" + uuid.uuid4().hex}}
+    job = {"pk": {"S": "job#" + job_id}}
+    record = lambda version: dict(
+        TableName=JOBS, Key=job, UpdateExpression="SET #r = :r, #v = :next, #s = :s",
+        ConditionExpression="#v = :read",
+        ExpressionAttributeNames={"#r": "record", "#v": "version", "#s": "status"},
+        ExpressionAttributeValues={":r": RECORD, ":next": N(version + 1), ":read": N(version),
+                                   ":s": {"S": "running"}})
+    ddb.get_item(TableName=USAGE, Key={"pk": {"S": "customer#1"}, "sk": {"S": "limits"}})
+    ddb.update_item(TableName=USAGE, Key={"pk": {"S": "customer#1"}, "sk": {"S": "minute#x"}},
+                    UpdateExpression="ADD requests :one SET expires_at = if_not_exists(expires_at, :t)",
+                    ConditionExpression="attribute_not_exists(requests) OR requests < :limit",
+                    ExpressionAttributeValues={":one": N(1), ":limit": N(10**9), ":t": N(1)})
+    ddb.transact_write_items(TransactItems=[
+        *windows("ADD committed_usd :e, reserved_usd :e, charges :one "
+                 "SET expires_at = if_not_exists(expires_at, :t)",
+                 {":e": N(0.2), ":one": N(1), ":t": N(1), ":max": N(10**9)},
+                 "attribute_not_exists(committed_usd) OR committed_usd <= :max"),
+        {"Put": {"TableName": USAGE, "Item": charge | {"status": {"S": "reserved"}},
+                 "ConditionExpression": "attribute_not_exists(sk)"}}])
+    ddb.transact_write_items(TransactItems=[{"Put": {
+        "TableName": JOBS, "ConditionExpression": "attribute_not_exists(pk)",
+        "Item": job | {"record": RECORD, "version": N(1), "status": {"S": "queued"},
+                       "customer": {"S": "1"}, "created": {"S": job_id}}}}])
+    ddb.get_item(TableName=JOBS, Key=job)
+    ddb.update_item(**record(1))
     text = floor_http.post(floor_url, json=floor_body, headers=floor_headers).json()["data"][0]["b64_json"]
-    s3.put_object(Bucket=BUCKET, Key="jobs/floor/" + job["pk"]["S"], Body=text.encode())
+    s3.put_object(Bucket=BUCKET, Key="jobs/floor/" + job_id, Body=text.encode())
     del text
-    ddb.update_item(TableName=TABLE, Key=job, UpdateExpression="SET #r = :r",
-                    ExpressionAttributeNames={"#r": "record"}, ExpressionAttributeValues={":r": RECORD},
-                    **cond)
-    ddb.transact_write_items(TransactItems=[put({"pk": {"S": "charge#" + uuid.uuid4().hex}})])
-    ddb.get_item(TableName=TABLE, Key=job)
-    stored = s3.get_object(Bucket=BUCKET, Key="jobs/floor/" + job["pk"]["S"])["Body"].read()
+    ddb.update_item(**record(2))
+    ddb.transact_write_items(TransactItems=[
+        {"Update": {"TableName": USAGE, "Key": charge, "ConditionExpression": "#s = :reserved",
+                    "UpdateExpression": "SET #s = :settled, cost_usd = :c",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":reserved": {"S": "reserved"},
+                                                  ":settled": {"S": "settled"}, ":c": N(0.2)}}},
+        *windows("ADD committed_usd :d, reserved_usd :r, spent_usd :c",
+                 {":d": N(0), ":r": N(-0.2), ":c": N(0.2)})])
+    ddb.get_item(TableName=JOBS, Key=job)
+    stored = s3.get_object(Bucket=BUCKET, Key="jobs/floor/" + job_id)["Body"].read()
     return "data:image/png;base64," + stored.decode()
+# moto copies a table for every item of a transaction: its cost grows with the table. Ours have
+# served more requests (the request path and run step alone) than the floor's: the floor's
+# are filled up to as many items, of the same shapes, before each comparison.
+def even_tables():
+    count = lambda table: sum(page["Count"] for page in ddb.get_paginator("scan").paginate(
+        TableName=table, Select="COUNT"))
+    for ours, floors, item in (
+        (os.environ["USAGE_TABLE"], USAGE, lambda i: {
+            "pk": {"S": "customer#1"}, "sk": {"S": f"charge#filler#{i}"},
+            "status": {"S": "settled"}, "provider": {"S": "openai"}, "model": {"S": "gpt-image-2"},
+            "estimate_usd": N(0.2), "cost_usd": N(0.2), "day": {"S": "2026-11-30"},
+            "month": {"S": "2026-11"}, "created_at": {"S": "2026-11-30T00:00:00Z"},
+            "expires_at": N(1)}),
+        (os.environ["JOBS_TABLE"], JOBS, lambda i: {
+            "pk": {"S": f"job#filler#{i}"}, "record": RECORD, "version": N(3),
+            "status": {"S": "succeeded"}, "customer": {"S": "1"}, "created": {"S": str(i)},
+            "expires_at": N(1)})):
+        missing = count(ours) - count(floors)
+        for start in range(0, max(missing, 0), 25):
+            ddb.batch_write_item(RequestItems={floors: [
+                {"PutRequest": {"Item": item(uuid.uuid4().hex)}}
+                for j in range(min(25, missing - start))]})
 results["floor"] = measure(floor)
 results["job floor"] = measure(job_floor)
 
@@ -308,7 +430,12 @@ for name in ("direct, data URL", "HTTP, data URL", "direct, stored (S3)", "HTTP,
         assert answer.get("success") or answer.get("statusCode") == 200, str(answer)[:300]
         return answer
     calls = counted(call)
-    result = measure(call, aws_calls=calls) | {"paired": paired(call, job_floor)}
+    result = measure(call, aws_calls=calls)
+    even_tables()
+    result["paired"] = paired(call, job_floor)
+    if name == "direct, data URL":
+        even_tables()
+        results["per operation"] = per_operation(call, job_floor, max(RUNS // 2, 3))
     # The handler's peak: before its job ran, or after (its own answer); not the run step's.
     result["peak_bytes"] = max(result["peak_bytes"], run_peaks["before"] - traced["base"])
     result["run_peak_bytes"] = run_peaks["run"]
@@ -374,6 +501,8 @@ def _aws_server() -> tuple[str, str, object]:
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     job_store.create_table(dynamodb, JOBS_TABLE)
     usage.create_table(dynamodb, USAGE_TABLE)
+    job_store.create_table(dynamodb, FLOOR_JOBS_TABLE)
+    usage.create_table(dynamodb, FLOOR_USAGE_TABLE)
     dynamodb.create_table(TableName=FLOOR_TABLE, BillingMode="PAY_PER_REQUEST",
                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])  # fmt: skip
@@ -407,6 +536,8 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         "IMAGE_BUCKET": BUCKET,
         "JOB_STATE_MACHINE_ARN": machine,
         "BENCH_FLOOR_TABLE": FLOOR_TABLE,
+        "BENCH_FLOOR_JOBS_TABLE": FLOOR_JOBS_TABLE,
+        "BENCH_FLOOR_USAGE_TABLE": FLOOR_USAGE_TABLE,
     }
     function_env = {
         **aws,
@@ -437,7 +568,8 @@ def run(cold_runs: int, warm_runs: int) -> dict:
                     "litellm": (LITELLM, contenders["litellm"]),
                     "floor": (FLOOR, contenders["floor"]),
                     "request floor": (REQUEST_FLOOR, boto3_only)}  # fmt: skip
-        cold: dict[str, list[float]] = {name: [] for name in programs}
+        cold: dict[str, list] = {name: [] for name in programs}
+        run_marks: list[dict[str, float]] = []
         event = json.dumps(http_event(save_to_db=False, respond_async=True))
         for _ in range(cold_runs + 1):  # the first round warms the OS file cache: dropped
             job_id = ""
@@ -449,11 +581,15 @@ def run(cold_runs: int, warm_runs: int) -> dict:
                                     "interval_seconds": 1})  # fmt: skip
                 env = child_env(path, **own, BENCH_EVENT=event, BENCH_STATE=state,
                                 LITELLM_LOCAL_MODEL_COST_MAP="True")  # fmt: skip
+                env["BENCH_T0"] = repr(time.time())  # the run step's marks count from here
                 elapsed, line = first_answer(code, env)
                 if name == "request path":
                     job_id = line.split()[1]  # the job the run step runs next
+                if name == "run step":
+                    run_marks.append(json.loads(line.split(maxsplit=1)[1]))
                 cold[name].append(elapsed)
         cold = {name: times[1:] for name, times in cold.items()}
+        cold["run step marks"] = run_marks[1:]
 
         events = {
             "request": http_event(False, respond_async=True),

@@ -44,6 +44,7 @@ def generation_rows(result: dict) -> list[Row]:
     ours = med(cold["run step"])
     rows.append(("cold: provider path — the job's run step as deployed (claim, call, keep the "
                  "base64 in S3, record)", spread(cold["run step"]), "", ""))  # fmt: skip
+    rows += cold_marks_rows(cold["run step marks"], med(cold["openai"]))
     for name, label, limit in (("openai", "the openai SDK", 0.5), ("litellm", "LiteLLM", 0.125),
                                ("floor", "floor: httpx + json + base64", None)):  # fmt: skip
         ratio = ours / med(cold[name])
@@ -70,7 +71,8 @@ def generation_rows(result: dict) -> list[Row]:
         ratio = med(item["times"]) / floor
         rows.append((f"warm: {name} [{len(item['aws_calls'])} AWS calls]",
                      spread(item["times"], digits=2), f"{ratio:.2f}× floor", ""))  # fmt: skip
-    rows.append(("warm: job floor (the floor + the same 11 AWS operations, bare boto3)",
+    rows.append(("warm: job floor (the floor + the same 11 AWS operations of the same shape, "
+                 "bare boto3, tables of the same schemas and size)",
                  spread(warm["job floor"]["times"], digits=2), "", ""))  # fmt: skip
     for name, limit in (("direct, data URL", 1.1), ("HTTP, data URL", 1.3),
                         ("direct, stored (S3)", None), ("HTTP, stored (S3)", None)):  # fmt: skip
@@ -79,6 +81,8 @@ def generation_rows(result: dict) -> list[Row]:
         rows.append((f"warm: whole generation, {name} [{len(item['aws_calls'])} AWS calls]",
                      spread(item["paired"]["times"], digits=2), f"{ratio:.2f}× job floor",
                      verdict(ratio, limit) if limit else ""))  # fmt: skip
+
+    rows += per_operation_rows(warm["per operation"])
 
     memory = [("run step, data URL", warm["run step, data URL"]["peak_bytes"]),
               ("run step, stored (S3)", warm["run step, stored (S3)"]["peak_bytes"])]  # fmt: skip
@@ -92,6 +96,47 @@ def generation_rows(result: dict) -> list[Row]:
         peak = warm[name]["peak_bytes"]
         rows.append((f"peak memory per request: {name}", f"{peak / 1e6:.2f} MB",
                      f"{peak / size:.2f}× image", ""))  # fmt: skip
+    return rows
+
+
+def cold_marks_rows(marks: list[dict[str, float]], openai: float) -> list[Row]:
+    """The run step's cold start in steps (medians of each mark, from the process's start),
+    and the part an SDK also has: imports, and the provider exchange itself."""
+    names = ["imports", "first AWS call", "provider request sent", "provider answered", "answer"]
+    at = {name: med([m[name] for m in marks]) for name in names}
+    rows: list[Row] = []
+    previous = 0.0
+    for name, label in zip(names, ("imports done", "→ first AWS call answered (botocore, "
+                                   "session, client, GetItem)", "→ provider request sent (claim, "
+                                   "key, overlay, prepare)", "→ provider answered (headers)",
+                                   "→ answer (body, S3, record, settle)"), strict=True):  # fmt: skip
+        rows.append((f"  run step, cold: {label}", f"{at[name] - previous:.0f} ms",
+                     f"at {at[name]:.0f} ms", ""))  # fmt: skip
+        previous = at[name]
+    own = at["imports"] + at["provider answered"] - at["provider request sent"]
+    ratio = own / openai
+    rows.append(("  run step, cold, provider part only (imports + provider exchange)",
+                 f"{own:.0f} ms", f"{ratio:.2f}× the openai SDK", verdict(ratio, 0.5)))  # fmt: skip
+    return rows
+
+
+def per_operation_rows(breakdown: dict) -> list[Row]:
+    """The whole generation (direct, data URL) and the job floor, alternating: each AWS
+    operation's median time as its caller sees it (on the wire in brackets), side by side, and
+    what is left of each request once its AWS calls are taken out (the provider call, and the
+    rest: our own work, or the floor's)."""
+    ours, floor = breakdown["ours"], breakdown["floor"]
+    rows: list[Row] = []
+    for mine, theirs in zip(ours["operations"], floor["operations"], strict=True):
+        rows.append((f"  per operation: {mine['operation']}",
+                     f"{mine['call']:.1f} ms (wire {mine['wire']:.1f})",
+                     f"job floor {theirs['call']:.1f} ms (wire {theirs['wire']:.1f})", ""))  # fmt: skip
+    aws = {side: sum(op["call"] for op in item["operations"]) for side, item in breakdown.items()}
+    rows.append(("  per operation: all AWS calls", f"{aws['ours']:.1f} ms",
+                 f"job floor {aws['floor']:.1f} ms", ""))  # fmt: skip
+    rows.append(("  per operation: the rest (provider call, JSON, records, logging…)",
+                 f"{ours['total'] - aws['ours']:.1f} ms",
+                 f"job floor {floor['total'] - aws['floor']:.1f} ms", ""))  # fmt: skip
     return rows
 
 
