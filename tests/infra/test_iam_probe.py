@@ -303,8 +303,25 @@ def probe(stage, monkeypatch):
     and ``run(handler)`` that sets that function's environment and clears per-container caches."""
     from aws_lambda_powertools.utilities.parameters import base as parameters
 
+    from image_common.settings import get_settings
     from image_service import catalog, job_store, step_functions, storage, usage
     from image_service import http as service_http
+
+    def forget_container_state() -> None:
+        """What a container caches from its environment: AWS clients (job records and usage
+        share one DynamoDB client), settings, the catalog's source, Powertools' parameters."""
+        for cache in (
+            storage.get_s3_client,
+            job_store.get_dynamodb_client,
+            step_functions.get_sfn_client,
+            catalog.get_ssm_client,
+            get_settings,
+            catalog.catalog_settings,  # the function's own overlay parameter
+            catalog.catalog_source,
+        ):
+            cache.cache_clear()
+        parameters.DEFAULT_PROVIDERS.clear()
+        parameters.clear_caches()
 
     recorder = Recorder()
     create_client = botocore.session.Session.create_client
@@ -376,21 +393,7 @@ def probe(stage, monkeypatch):
             os.environ.update(environment or {})
             os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
-            for cache in (
-                storage.get_s3_client,
-                usage.get_dynamodb_client,
-                job_store.get_dynamodb_client,
-                step_functions.get_sfn_client,
-                catalog.get_ssm_client,
-            ):
-                cache.cache_clear()
-            catalog.catalog_settings.cache_clear()  # the function's own overlay parameter
-            catalog.catalog_source.cache_clear()
-            parameters.DEFAULT_PROVIDERS.clear()
-            parameters.clear_caches()
-            from image_common.settings import get_settings
-
-            get_settings.cache_clear()
+            forget_container_state()
             from image_common.credentials import provider_secrets
 
             provider_secrets.clear()
@@ -406,20 +409,7 @@ def probe(stage, monkeypatch):
             service_http.set_http_client(None)
             os.environ.clear()
             os.environ.update(saved)
-            from image_common.settings import get_settings
-
-            get_settings.cache_clear()
-            for cache in (
-                storage.get_s3_client,
-                usage.get_dynamodb_client,
-                job_store.get_dynamodb_client,
-                step_functions.get_sfn_client,
-                catalog.get_ssm_client,
-            ):
-                cache.cache_clear()
-            catalog.catalog_settings.cache_clear()
-            catalog.catalog_source.cache_clear()
-            parameters.DEFAULT_PROVIDERS.clear()
+            forget_container_state()
             # Later tests in this process import these handlers: give them back their settings,
             # and the generation handler its test job runner (a reload resets it to None).
             runner = getattr(sys.modules.get("generation"), "job_runner", None)
