@@ -19,7 +19,8 @@ SDK, LiteLLM and the floor. Every process asks the same local OpenAI-shaped serv
   generation — the handler with a job runner that runs the run step inline, so one request
   does every piece of work a deployed generation does but the Step Functions hop — on direct
   invoke and over HTTP, data-URL and stored (S3) modes, against the job floor (the floor plus
-  the same kind of AWS calls made with bare boto3).
+  the same AWS operations of the same shapes made with bare boto3, on our own tables under
+  a customer and job ids of its own, so moto's cost is the same for both at every moment).
 - **memory**: the peak of Python allocations during one warm request (``tracemalloc``), per byte
   of image, for each function on its own: the run step's, and the request path's (the inline
   run step's own peak excluded: in AWS it is another function).
@@ -51,9 +52,11 @@ CUSTOMER = 1
 BUCKET = "bench-images"
 JOBS_TABLE = "bench-jobs"
 USAGE_TABLE = "bench-usage"
-FLOOR_TABLE = "bench-floor"
-FLOOR_JOBS_TABLE = "bench-floor-jobs"  # the job floor's: the same schemas as ours
-FLOOR_USAGE_TABLE = "bench-floor-usage"
+FLOOR_TABLE = "bench-floor"  # the cold request floor's: a bare pk table
+# The job floor writes into our own tables, under a customer no request of ours uses (and job
+# ids of its own): our code reads only items it wrote, by key, so the floor's items never
+# change what ours does, and both sides pay moto's per-table costs on the same tables.
+FLOOR_CUSTOMER = 990014
 CATALOG_DATE = "2026-11-30"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-jobs"
@@ -284,14 +287,17 @@ def floor():
 floor_session = boto3.Session()  # its own session and clients: nothing shared with ours
 ddb, s3 = floor_session.client("dynamodb"), floor_session.client("s3")
 BUCKET = os.environ["IMAGE_BUCKET"]
-# Tables of the same schemas as ours (the jobs table with its index, the usage table's pk/sk),
-# in their own names, so moto's cost of a write grows alike on both sides: moto copies a whole
-# table for every item of a transaction, and each side's tables grow with its requests.
-JOBS, USAGE = os.environ["BENCH_FLOOR_JOBS_TABLE"], os.environ["BENCH_FLOOR_USAGE_TABLE"]
+# Our own tables, under a customer of the floor's own and job ids of its own: moto copies a
+# whole table for every item of a transaction, so its cost grows with the table's content; on
+# the same tables both sides pay the same at every moment. Our code reads only its own items,
+# by key: the floor's never change what ours does.
+JOBS, USAGE = os.environ["JOBS_TABLE"], os.environ["USAGE_TABLE"]
+FLOOR_CUSTOMER = os.environ["BENCH_FLOOR_CUSTOMER"]
+FLOOR_PK = {"S": "customer#" + FLOOR_CUSTOMER}
 RECORD = {"S": "x" * 2000}  # about a job record's size
 N = lambda value: {"N": str(value)}
 def windows(expression, values, condition=None):
-    return [{"Update": {"TableName": USAGE, "Key": {"pk": {"S": "customer#1"}, "sk": {"S": sk}},
+    return [{"Update": {"TableName": USAGE, "Key": {"pk": FLOOR_PK, "sk": {"S": sk}},
                         "UpdateExpression": expression, "ExpressionAttributeValues": values}
              | ({"ConditionExpression": condition} if condition else {})}
             for sk in ("day#2026-11-30", "month#2026-11")]
@@ -301,8 +307,7 @@ def windows(expression, values, condition=None):
 # day and month, one transaction; record read; image read back), made with bare boto3 around
 # the floor's call. Every write conditional where ours is.
 def job_floor():
-    job_id, charge = uuid.uuid4().hex, {"pk": {"S": "customer#1"},
-                                        "sk": {"S": "charge#" + uuid.uuid4().hex}}
+    job_id, charge = uuid.uuid4().hex, {"pk": FLOOR_PK, "sk": {"S": "charge#" + uuid.uuid4().hex}}
     job = {"pk": {"S": "job#" + job_id}}
     record = lambda version: dict(
         TableName=JOBS, Key=job, UpdateExpression="SET #r = :r, #v = :next, #s = :s",
@@ -310,8 +315,8 @@ def job_floor():
         ExpressionAttributeNames={"#r": "record", "#v": "version", "#s": "status"},
         ExpressionAttributeValues={":r": RECORD, ":next": N(version + 1), ":read": N(version),
                                    ":s": {"S": "running"}})
-    ddb.get_item(TableName=USAGE, Key={"pk": {"S": "customer#1"}, "sk": {"S": "limits"}})
-    ddb.update_item(TableName=USAGE, Key={"pk": {"S": "customer#1"}, "sk": {"S": "minute#x"}},
+    ddb.get_item(TableName=USAGE, Key={"pk": FLOOR_PK, "sk": {"S": "limits"}})
+    ddb.update_item(TableName=USAGE, Key={"pk": FLOOR_PK, "sk": {"S": "minute#x"}},
                     UpdateExpression="ADD requests :one SET expires_at = if_not_exists(expires_at, :t)",
                     ConditionExpression="attribute_not_exists(requests) OR requests < :limit",
                     ExpressionAttributeValues={":one": N(1), ":limit": N(10**9), ":t": N(1)})
@@ -325,7 +330,7 @@ def job_floor():
     ddb.transact_write_items(TransactItems=[{"Put": {
         "TableName": JOBS, "ConditionExpression": "attribute_not_exists(pk)",
         "Item": job | {"record": RECORD, "version": N(1), "status": {"S": "queued"},
-                       "customer": {"S": "1"}, "created": {"S": job_id}}}}])
+                       "customer": {"S": FLOOR_CUSTOMER}, "created": {"S": job_id}}}}])
     ddb.get_item(TableName=JOBS, Key=job)
     ddb.update_item(**record(1))
     text = floor_http.post(floor_url, json=floor_body, headers=floor_headers).json()["data"][0]["b64_json"]
@@ -343,28 +348,6 @@ def job_floor():
     ddb.get_item(TableName=JOBS, Key=job)
     stored = s3.get_object(Bucket=BUCKET, Key="jobs/floor/" + job_id)["Body"].read()
     return "data:image/png;base64," + stored.decode()
-# moto copies a table for every item of a transaction: its cost grows with the table. Ours have
-# served more requests (the request path and run step alone) than the floor's: the floor's
-# are filled up to as many items, of the same shapes, before each comparison.
-def even_tables():
-    count = lambda table: sum(page["Count"] for page in ddb.get_paginator("scan").paginate(
-        TableName=table, Select="COUNT"))
-    for ours, floors, item in (
-        (os.environ["USAGE_TABLE"], USAGE, lambda i: {
-            "pk": {"S": "customer#1"}, "sk": {"S": f"charge#filler#{i}"},
-            "status": {"S": "settled"}, "provider": {"S": "openai"}, "model": {"S": "gpt-image-2"},
-            "estimate_usd": N(0.2), "cost_usd": N(0.2), "day": {"S": "2026-11-30"},
-            "month": {"S": "2026-11"}, "created_at": {"S": "2026-11-30T00:00:00Z"},
-            "expires_at": N(1)}),
-        (os.environ["JOBS_TABLE"], JOBS, lambda i: {
-            "pk": {"S": f"job#filler#{i}"}, "record": RECORD, "version": N(3),
-            "status": {"S": "succeeded"}, "customer": {"S": "1"}, "created": {"S": str(i)},
-            "expires_at": N(1)})):
-        missing = count(ours) - count(floors)
-        for start in range(0, max(missing, 0), 25):
-            ddb.batch_write_item(RequestItems={floors: [
-                {"PutRequest": {"Item": item(uuid.uuid4().hex)}}
-                for j in range(min(25, missing - start))]})
 results["floor"] = measure(floor)
 results["job floor"] = measure(job_floor)
 
@@ -431,10 +414,8 @@ for name in ("direct, data URL", "HTTP, data URL", "direct, stored (S3)", "HTTP,
         return answer
     calls = counted(call)
     result = measure(call, aws_calls=calls)
-    even_tables()
     result["paired"] = paired(call, job_floor)
     if name == "direct, data URL":
-        even_tables()
         results["per operation"] = per_operation(call, job_floor, max(RUNS // 2, 3))
     # The handler's peak: before its job ran, or after (its own answer); not the run step's.
     result["peak_bytes"] = max(result["peak_bytes"], run_peaks["before"] - traced["base"])
@@ -478,7 +459,8 @@ def http_event(save_to_db: bool, *, respond_async: bool = False) -> dict:
 
 def _aws_server() -> tuple[str, str, object]:
     """moto's server (S3, DynamoDB, Step Functions) with the bucket, the jobs and usage tables
-    (their schemas from the code), a bare table for the floors, and a job state machine."""
+    (their schemas from the code), a bare table for the cold request floor, and a job state
+    machine."""
     import logging
 
     import boto3
@@ -501,8 +483,6 @@ def _aws_server() -> tuple[str, str, object]:
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     job_store.create_table(dynamodb, JOBS_TABLE)
     usage.create_table(dynamodb, USAGE_TABLE)
-    job_store.create_table(dynamodb, FLOOR_JOBS_TABLE)
-    usage.create_table(dynamodb, FLOOR_USAGE_TABLE)
     dynamodb.create_table(TableName=FLOOR_TABLE, BillingMode="PAY_PER_REQUEST",
                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])  # fmt: skip
@@ -536,8 +516,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         "IMAGE_BUCKET": BUCKET,
         "JOB_STATE_MACHINE_ARN": machine,
         "BENCH_FLOOR_TABLE": FLOOR_TABLE,
-        "BENCH_FLOOR_JOBS_TABLE": FLOOR_JOBS_TABLE,
-        "BENCH_FLOOR_USAGE_TABLE": FLOOR_USAGE_TABLE,
+        "BENCH_FLOOR_CUSTOMER": str(FLOOR_CUSTOMER),
     }
     function_env = {
         **aws,

@@ -72,7 +72,7 @@ def generation_rows(result: dict) -> list[Row]:
         rows.append((f"warm: {name} [{len(item['aws_calls'])} AWS calls]",
                      spread(item["times"], digits=2), f"{ratio:.2f}× floor", ""))  # fmt: skip
     rows.append(("warm: job floor (the floor + the same 11 AWS operations of the same shape, "
-                 "bare boto3, tables of the same schemas and size)",
+                 "bare boto3, on our own tables under a customer of its own)",
                  spread(warm["job floor"]["times"], digits=2), "", ""))  # fmt: skip
     for name, limit in (("direct, data URL", 1.1), ("HTTP, data URL", 1.3),
                         ("direct, stored (S3)", None), ("HTTP, stored (S3)", None)):  # fmt: skip
