@@ -58,19 +58,43 @@ _TRANSIENT = [
 ]
 
 
+# A SnapStart version not invoked for 14 days (or recycled by Lambda) turns Inactive: an invoke
+# fails with this until Lambda has re-created its snapshot. The function never ran, so even run
+# may retry it. Waits of 5 + 10 + 20 + 40 s: with run's throttle retries (63 s) they end before
+# the deadline of a job nobody claimed (start grace + the shortest budget + the finalize grace,
+# 150 s; a test keeps it so); a job still refused then fails as "at capacity, try again".
+_SNAPSTART_NOT_READY = ["Lambda.SnapStartNotReadyException"]
+_SNAPSTART_NOT_READY_BACKOFF = {"IntervalSeconds": 5, "MaxAttempts": 4, "BackoffRate": 2.0}
+
+
 def _retry(errors: list[str], *, attempts: int = 3) -> list[dict[str, Any]]:
     return [
         {"ErrorEquals": errors, "IntervalSeconds": 1, "MaxAttempts": attempts, "BackoffRate": 2.0}
     ]
 
 
-def _task(resource: str, next_state: str, *, retry_on: list[str], catch_to: str) -> dict:
+def _retry_until_restored(snap_started: bool) -> list[dict[str, Any]]:
+    """A SnapStart task's own retrier (its own attempt count) while its version is Inactive."""
+    if not snap_started:
+        return []
+    return [{"ErrorEquals": _SNAPSTART_NOT_READY, **_SNAPSTART_NOT_READY_BACKOFF}]
+
+
+def _task(
+    resource: str,
+    next_state: str,
+    *,
+    retry_on: list[str],
+    catch_to: str,
+    snap_started: bool = False,
+    attempts: int = 3,
+) -> dict:
     # A Lambda ARN as Resource passes the state in and takes the function's answer as the new
     # state: no Payload/StatusCode wrapper grows the state.
     return {
         "Type": "Task",
         "Resource": resource,
-        "Retry": _retry(retry_on),
+        "Retry": _retry(retry_on, attempts=attempts) + _retry_until_restored(snap_started),
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catch_to}],
         "Next": next_state,
     }
@@ -80,14 +104,26 @@ def _when(variable: str, value: str, next_state: str) -> dict[str, Any]:
     return {"Variable": variable, "StringEquals": value, "Next": next_state}
 
 
-def build_job_definition(arns: dict[str, str], *, worker_timeout_seconds: int) -> dict[str, Any]:
-    """The job state machine as an ASL document, for the five task functions' ARNs."""
+def build_job_definition(
+    arns: dict[str, str],
+    *,
+    worker_timeout_seconds: int,
+    snap_started: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The job state machine as an ASL document, for the five task functions' ARNs;
+    ``snap_started`` names the tasks whose function restores from a SnapStart snapshot."""
     missing = set(TASKS) - set(arns)
     if missing:
         raise ValueError(f"the job workflow needs: {', '.join(sorted(missing))}")
-    run = _task(arns["run"], "AfterRun", retry_on=_THROTTLED, catch_to="RecordFailure")
+    unknown = set(snap_started) - set(TASKS)
+    if unknown:
+        raise ValueError(f"not a job task: {', '.join(sorted(unknown))}")
+
+    def task(name: str, next_state: str, **options: Any) -> dict:
+        return _task(arns[name], next_state, snap_started=name in snap_started, **options)
+
     # A throttled worker never ran: wait for capacity a while longer (1 + 2 + … + 32 s).
-    run["Retry"] = _retry(_THROTTLED, attempts=6)
+    run = task("run", "AfterRun", retry_on=_THROTTLED, catch_to="RecordFailure", attempts=6)
     # A backstop over the function's own timeout: a hung invoke still ends in RecordFailure.
     run["TimeoutSeconds"] = worker_timeout_seconds + 30
     return {
@@ -105,7 +141,7 @@ def build_job_definition(arns: dict[str, str], *, worker_timeout_seconds: int) -
                 "Default": "MarkUnknownStatus",
             },
             "Wait": {"Type": "Wait", "SecondsPath": "$.interval_seconds", "Next": "Poll"},
-            "Poll": _task(arns["poll"], "AfterPoll", retry_on=_TRANSIENT, catch_to="RecordFailure"),
+            "Poll": task("poll", "AfterPoll", retry_on=_TRANSIENT, catch_to="RecordFailure"),
             "AfterPoll": {
                 "Type": "Choice",
                 "Choices": [
@@ -116,24 +152,18 @@ def build_job_definition(arns: dict[str, str], *, worker_timeout_seconds: int) -
                 ],
                 "Default": "MarkUnknownStatus",
             },
-            "Store": _task(arns["store"], "Notify", retry_on=_TRANSIENT, catch_to="RecordFailure"),
+            "Store": task("store", "Notify", retry_on=_TRANSIENT, catch_to="RecordFailure"),
             "MarkUnknownStatus": {
                 "Type": "Pass",
                 "Result": {"Error": ERROR_UNKNOWN_STATUS, "Cause": "A task returned no status."},
                 "ResultPath": "$.error",
                 "Next": "RecordFailure",
             },
-            "RecordFailure": {
-                "Type": "Task",
-                "Resource": arns["record_failure"],
-                "Retry": _retry(_TRANSIENT),
-                # Even if the record cannot be written, readers see the job fail at its deadline.
-                "Catch": [
-                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}
-                ],
-                "Next": "Notify",
-            },
-            "Notify": _task(arns["notify"], "AfterNotify", retry_on=_TRANSIENT, catch_to="Outcome"),
+            # Even if the record cannot be written, readers see the job fail at its deadline.
+            "RecordFailure": task(
+                "record_failure", "Notify", retry_on=_TRANSIENT, catch_to="Failed"
+            ),
+            "Notify": task("notify", "AfterNotify", retry_on=_TRANSIENT, catch_to="Outcome"),
             "AfterNotify": {
                 "Type": "Choice",
                 "Choices": [_when("$.webhook.next", WEBHOOK_RETRY, "WaitToNotify")],
@@ -159,6 +189,10 @@ def build_job_definition(arns: dict[str, str], *, worker_timeout_seconds: int) -
     }
 
 
-def job_definition_template(*, worker_timeout_seconds: int) -> dict[str, Any]:
+def job_definition_template(
+    *, worker_timeout_seconds: int, snap_started: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The definition with CloudFormation substitution placeholders instead of ARNs."""
-    return build_job_definition(PLACEHOLDERS, worker_timeout_seconds=worker_timeout_seconds)
+    return build_job_definition(
+        PLACEHOLDERS, worker_timeout_seconds=worker_timeout_seconds, snap_started=snap_started
+    )

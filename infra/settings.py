@@ -51,6 +51,13 @@ WEB_ACL_ARN = re.compile(
 )
 SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Regions where Lambda SnapStart is not offered, per AWS's SnapStart page as read on 2026-11-30
+# ("all commercial regions except Asia Pacific (New Zealand) and Asia Pacific (Taipei)"; other
+# partitions not covered). Re-read the page before relying on this list.
+SNAPSTART_UNAVAILABLE_REGIONS = {
+    "ap-southeast-6": "Asia Pacific (New Zealand)",
+    "ap-east-2": "Asia Pacific (Taipei)",
+}
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -196,6 +203,11 @@ class FunctionsSettings(_Settings):
     enabled_retired_models: tuple[str, ...] = ()
     tracing: bool = True
     reserved_concurrency: ReservedConcurrency = ReservedConcurrency()
+    # Lambda SnapStart on the functions whose cold start is heavy and on a generation's path
+    # (generation, job_run, job_store; infra/constructs/functions.py): a published version
+    # restores from a snapshot of its initialised container. Off: a region without SnapStart,
+    # or while debugging init code (it then runs on every cold start, in the invoke's logs).
+    snap_start: bool = True
 
 
 class Throttle(_Settings):
@@ -406,6 +418,12 @@ class StageSettings(_Settings):
                 "functions.job_run.timeout_seconds must exceed jobs.max_budget_seconds by "
                 f"{INVOKE_TIMEOUT_MARGIN_SECONDS} s (at least "
                 f"{budget + INVOKE_TIMEOUT_MARGIN_SECONDS}): the worker waits up to the budget"
+            )
+        if self.functions.snap_start and self.region in SNAPSTART_UNAVAILABLE_REGIONS:
+            raise ValueError(
+                f"functions.snap_start: Lambda SnapStart is not available in {self.region} "
+                f"({SNAPSTART_UNAVAILABLE_REGIONS[self.region]}); set functions.snap_start "
+                "to false for this stage"
             )
         edge = self.edge
         if (edge.web_acl_arn or edge.rate_limit_per_5_minutes) and (

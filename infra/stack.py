@@ -65,6 +65,7 @@ class ImageServiceStack(Stack):
             settings=settings,
             tasks=functions.job_task_aliases,
             started_by=functions.generation,
+            snap_started=functions.snap_started_job_tasks,
         )
         api = ImageApi(
             self,

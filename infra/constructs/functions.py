@@ -5,6 +5,9 @@ Every function runs on arm64 and ``RUNTIME``, with its own log group (retention 
 its own role holding only what that function does, memory, timeout and reserved concurrency
 from the stage settings, and a published version behind the alias ``live`` — what the API,
 the workflow and other services call, so that a deploy can shift traffic (and roll back).
+Where the stage turns SnapStart on (``functions.snap_start``), the functions whose cold start
+is heavy and on a generation's path — generation, the job's run and store tasks — restore each
+published version from a snapshot of its initialised container.
 Layers: the function's own third-party dependencies (built by ``infra/bundling.py``: the
 authorizer's hold pyjwt and cryptography, the generation function's Powertools, pydantic and
 httpx), the shared ``image_common`` code, and — for every function that reads a secret — the
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aws_cdk import AssetHashType, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, AssetHashType, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -92,6 +95,10 @@ class _Spec:
     # job's answer was delivered (an identical request later is a new job).
     frees_idempotency_keys: bool = False
     reads_catalog: bool = False  # the model catalog's ops overlay (an SSM parameter)
+    # SnapStart on its published versions, where the stage turns it on: for heavy cold starts
+    # on a generation's path. Not the authorizer: it reads its secret through the extension,
+    # whose callers prove themselves with AWS_SESSION_TOKEN — not given to SnapStart functions.
+    snap_start: bool = False
     environment: dict[str, str] = field(default_factory=dict)
 
 
@@ -156,6 +163,7 @@ class ServiceFunctions(Construct):
         reserved = sizes.reserved_concurrency
         self.aliases: dict[str, lambda_.Alias] = {}
         self.named: dict[str, lambda_.Function] = {}  # construct id → function
+        self.snap_started: set[str] = set()  # construct ids of the SnapStart functions
         self.authorizer = self._function(
             _Spec(
                 id="Authorizer",
@@ -202,6 +210,7 @@ class ServiceFunctions(Construct):
                 lists_jobs=True,
                 frees_idempotency_keys=True,
                 reads_catalog=True,
+                snap_start=True,  # every request's path, behind the API and direct invokes
                 environment={
                     **service_env,
                     "INVOKE_PROVIDER_TIMEOUT_SECONDS": str(
@@ -231,6 +240,10 @@ class ServiceFunctions(Construct):
                 usage_actions=SETTLES_USAGE,
                 job_actions=ADVANCES_JOBS,
                 reads_catalog=True,  # the job's model spec, from the catalog in force
+                # Under SnapStart its code reads the keys from Secrets Manager's API (no
+                # AWS_SESSION_TOKEN to show the extension); an invoke of $LATEST still reads
+                # them through the extension. The same GetSecretValue grants serve both.
+                snap_start=True,
                 environment=service_env,
             ),
             "poll": _Spec(
@@ -255,6 +268,7 @@ class ServiceFunctions(Construct):
                 usage_actions=SETTLES_USAGE,
                 job_actions=ADVANCES_JOBS,  # no provider key: the result URL needs none
                 reads_catalog=True,  # the job's model spec, from the catalog in force
+                snap_start=True,  # downloads and stores a submitted task's image (1 GB)
                 environment=service_env,
             ),
             "record_failure": _Spec(
@@ -342,6 +356,16 @@ class ServiceFunctions(Construct):
     def job_task_aliases(self) -> dict[str, lambda_.Alias]:
         return {name: self.live(fn) for name, fn in self.job_tasks.items()}
 
+    @property
+    def snap_started_job_tasks(self) -> frozenset[str]:
+        """The job tasks (``run``, ``store``, …) whose versions restore from a snapshot: the
+        workflow retries their invokes while a snapshot is being re-created."""
+        return frozenset(
+            name
+            for name, fn in self.job_tasks.items()
+            if fn.node.scope.node.id in self.snap_started
+        )
+
     def _function(
         self,
         spec: _Spec,
@@ -350,6 +374,7 @@ class ServiceFunctions(Construct):
         layers: list[lambda_.ILayerVersion],
     ) -> lambda_.Function:
         scope = Construct(self, spec.id)
+        snap_start = spec.snap_start and self._settings.functions.snap_start
         log_group = logs.LogGroup(
             scope,
             "Logs",
@@ -391,13 +416,25 @@ class ServiceFunctions(Construct):
                 **self._provider_key_environment(spec.reads_provider_keys),
                 **(self._catalog_environment() if spec.reads_catalog else {}),
             },
+            # The extension stays on a SnapStart function: an invoke of $LATEST still uses it.
             params_and_secrets=self._secrets_extension(spec),
+            # No provisioned concurrency, EFS or ephemeral storage over 512 MB may join it
+            # (SnapStart refuses them; a test checks the template).
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
             recursive_loop=lambda_.RecursiveLoop.TERMINATE,
             # Nothing here is built for asynchronous invokes; a retry would bill a second image.
             retry_attempts=0,
             reserved_concurrent_executions=spec.reserved_concurrency,
         )
         self.named[spec.id] = function
+        if snap_start:
+            self.snap_started.add(spec.id)
+            # CDK warns on every SnapStart function that only published versions restore.
+            Annotations.of(function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "Its current_version is published below, behind the live alias every caller "
+                "invokes: SnapStart applies to that version.",
+            )
         self.aliases[spec.id] = lambda_.Alias(
             scope, "Live", alias_name=LIVE_ALIAS, version=function.current_version
         )

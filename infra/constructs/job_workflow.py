@@ -36,7 +36,10 @@ class JobWorkflow(Construct):
         settings: StageSettings,
         tasks: dict[str, lambda_.IFunction],
         started_by: lambda_.Function,
+        snap_started: frozenset[str] = frozenset(),
     ) -> None:
+        """``snap_started``: the tasks whose function restores from a SnapStart snapshot (their
+        invokes are retried while Lambda re-creates an Inactive version's snapshot)."""
         super().__init__(scope, construct_id)
         missing = set(TASKS) - set(tasks)
         if missing:
@@ -65,7 +68,8 @@ class JobWorkflow(Construct):
         )
         definition = json.dumps(
             job_definition_template(
-                worker_timeout_seconds=settings.functions.job_run.timeout_seconds
+                worker_timeout_seconds=settings.functions.job_run.timeout_seconds,
+                snap_started=snap_started,
             ),
             indent=2,
         )

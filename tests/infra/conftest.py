@@ -33,9 +33,11 @@ from infra.stack import ImageServiceStack  # noqa: E402
 _REPORT_INSTEAD_OF_RAISING = {"@aws-cdk/core:failSynthOnValidationErrors": False}
 
 # A third stage, only for tests: JWKS verification (no JWT secret, no extension layer), an
-# existing OpenAI secret and alarm topic referenced by ARN, no reserved concurrency.
+# existing OpenAI secret and alarm topic referenced by ARN, no reserved concurrency, and
+# SnapStart turned off.
 EXISTING_OPENAI_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:shared/openai-AbCdEf"
 JWKS_STAGE = {
+    "functions": {"snap_start": False},
     "provider_secret_arns": {"openai": EXISTING_OPENAI_SECRET},
     "jwt": {
         "mode": "jwks",
@@ -155,7 +157,8 @@ def prod(
 def jwks(
     placeholder_layers: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Synthesized:
-    """A test-only stage: JWKS tokens, an existing provider secret and alarm topic."""
+    """A test-only stage: JWKS tokens, an existing provider secret and alarm topic, no
+    SnapStart."""
     return _synthesize(
         "jwks",
         placeholder_layers,

@@ -210,3 +210,27 @@ def test_limits_and_deploys_differ_between_dev_and_prod():
     assert prod.deploy.termination_protection and not dev.deploy.termination_protection
     with pytest.raises(SettingsError, match="monthly_budget_usd must be at least"):
         _load({"limits": {"daily_budget_usd": 10, "monthly_budget_usd": 5}})
+
+
+def test_snapstart_is_on_by_default_and_in_every_shipped_stage():
+    assert StageSettings(name="x").functions.snap_start
+    context = cdk_json_context()
+    for stage in context["stages"]:
+        assert load_stage_settings(context, stage).functions.snap_start, stage
+
+
+@pytest.mark.parametrize(
+    ("region", "name"),
+    [("ap-southeast-6", "Asia Pacific (New Zealand)"), ("ap-east-2", "Asia Pacific (Taipei)")],
+)
+def test_a_stage_in_a_region_without_snapstart_must_turn_it_off(region, name):
+    with pytest.raises(SettingsError) as error:
+        _load({"region": region})
+    message = str(error.value)
+    assert "functions.snap_start" in message and region in message and name in message
+    assert not _load({"region": region, "functions": {"snap_start": False}}).functions.snap_start
+
+
+def test_snapstart_stays_on_in_a_region_that_has_it_or_an_unpinned_stage():
+    assert _load({"region": "eu-west-1"}).functions.snap_start
+    assert _load({}).functions.snap_start  # environment-agnostic: the region is not known

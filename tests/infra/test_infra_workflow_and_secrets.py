@@ -36,8 +36,9 @@ def _definition(**arns) -> dict:
 def test_the_deployed_definition_is_the_one_tests_execute(synthesized):
     machine = _state_machine(synthesized)
     worker_timeout = synthesized.settings.functions.job_run.timeout_seconds
+    snap_started = synthesized.stack.node.find_child("Functions").snap_started_job_tasks
     assert json.loads(machine["DefinitionString"]) == job_definition_template(
-        worker_timeout_seconds=worker_timeout
+        worker_timeout_seconds=worker_timeout, snap_started=snap_started
     )
     arns = {
         name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in TASK_HANDLERS
@@ -47,7 +48,7 @@ def test_the_deployed_definition_is_the_one_tests_execute(synthesized):
         substituted = substituted.replace("${" + name + "}", arn)
     by_task = {task: arns[PLACEHOLDERS[task][2:-1]] for task in TASKS}
     assert json.loads(substituted) == build_job_definition(
-        by_task, worker_timeout_seconds=worker_timeout
+        by_task, worker_timeout_seconds=worker_timeout, snap_started=snap_started
     )
 
 

@@ -238,6 +238,23 @@ def test_a_worker_timeout_is_recorded_as_a_504(service, runner, job_tasks, jobs)
     assert failure(record(jobs, state["job_id"])) == ("failed", 504, "provider_timeout")
 
 
+@pytest.mark.parametrize(
+    "error", ["Lambda.TooManyRequestsException", "Lambda.SnapStartNotReadyException"]
+)
+def test_a_worker_lambda_never_ran_fails_the_job_as_a_429_to_try_again(
+    service, runner, job_tasks, jobs, emulators, error
+):
+    """Throttled, or its SnapStart version still Inactive after the workflow's retries: the
+    provider was never called, so the caller is told to try again — not a 500."""
+    state = started(service, runner, "A lighthouse", model="gpt-image-1")
+    cause = json.dumps({"errorMessage": "Lambda is initializing your function.", "errorType": ""})
+    job_tasks.record_failure(state | {"error": {"Error": error, "Cause": cause}}, None)
+    job = record(jobs, state["job_id"])
+    assert failure(job) == ("failed", 429, "rate_limited")
+    assert job.error.retry_after == 30 and "initializing" not in job.error.message
+    assert emulators["openai"].requests == []
+
+
 def test_record_failure_never_overwrites_a_finished_job(service, runner, job_tasks, jobs):
     state = job_tasks.run(started(service, runner, "A lighthouse", model="gpt-image-1"), None)
     job_tasks.record_failure(state | {"error": {"Error": "States.Timeout", "Cause": ""}}, None)

@@ -94,8 +94,11 @@ class StateMachine:
         )
 
 
+# As a SnapStart stage deploys it: run and store also retry while their version is Inactive.
 DEFINITION = build_job_definition(
-    {task: lambda_arn(task) for task in TASKS}, worker_timeout_seconds=300
+    {task: lambda_arn(task) for task in TASKS},
+    worker_timeout_seconds=300,
+    snap_started=frozenset({"run", "store"}),
 )
 
 
@@ -143,9 +146,10 @@ def test_waits_read_their_seconds_from_the_state():
     assert states["Run"]["TimeoutSeconds"] > 300  # a backstop beyond the worker's own timeout
 
 
-def test_only_throttles_are_retried_on_run_which_pays_the_provider():
-    (retry,) = DEFINITION["States"]["Run"]["Retry"]
-    assert retry["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+def test_run_which_pays_the_provider_is_retried_only_where_lambda_never_ran_it():
+    throttled, not_ready = DEFINITION["States"]["Run"]["Retry"]
+    assert throttled["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+    assert not_ready["ErrorEquals"] == ["Lambda.SnapStartNotReadyException"]
 
 
 # --- routing, with the tasks as queued results ----------------------------------------------------

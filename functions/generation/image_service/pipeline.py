@@ -482,6 +482,13 @@ def _service_errors() -> dict[str, type[ImageServiceError]]:
     return {name: cls for name, cls in found.items() if cls.__module__ == error_types.__name__}
 
 
+# Lambda refused to run the worker: throttled, or its SnapStart version is Inactive and its
+# snapshot not yet re-created (the workflow retried both a while: infra/job_definition.py).
+WORKER_NEVER_RAN = frozenset(
+    {"Lambda.TooManyRequestsException", "Lambda.SnapStartNotReadyException"}
+)
+
+
 def error_from_failure(name: Any, cause: Any) -> ImageServiceError:
     """The typed error of a workflow failure (``{"Error", "Cause"}`` from a Catch)."""
     message = None
@@ -493,7 +500,7 @@ def error_from_failure(name: Any, cause: Any) -> ImageServiceError:
             message = None
     if name in ("States.Timeout", "Sandbox.Timedout"):
         return ProviderTimeout("The job's worker ran out of time.")
-    if name == "Lambda.TooManyRequestsException":  # the worker never ran: nothing was paid
+    if str(name) in WORKER_NEVER_RAN:  # nothing was paid: the caller may simply try again
         return ProviderRateLimited("The service is at capacity; try again shortly.", retry_after=30)
     known = _service_errors().get(str(name))
     if known is not None and message and known is not InternalError:
