@@ -304,7 +304,7 @@ def probe(stage, monkeypatch):
     from aws_lambda_powertools.utilities.parameters import base as parameters
 
     from image_common.settings import get_settings
-    from image_service import catalog, job_store, step_functions, storage, usage
+    from image_service import catalog, job_store, secrets_manager, step_functions, storage, usage
     from image_service import http as service_http
 
     def forget_container_state() -> None:
@@ -315,6 +315,7 @@ def probe(stage, monkeypatch):
             job_store.get_dynamodb_client,
             step_functions.get_sfn_client,
             catalog.get_ssm_client,
+            secrets_manager.get_secretsmanager_client,  # SnapStart's provider key reader
             get_settings,
             catalog.catalog_settings,  # the function's own overlay parameter
             catalog.catalog_source,

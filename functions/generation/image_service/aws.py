@@ -5,11 +5,12 @@ cold start its own modules (s3transfer, and what that pulls in) on top of botoco
 session: each new session loads botocore's endpoint, partition and retry data again. Every
 function that uses AWS creates its clients here, once per container (each module caches its
 own client); ``AWS_ENDPOINT_URL_<SERVICE>`` still points a client elsewhere (local stack,
-tests, the bench).
+tests, the bench). Importing this module imports no botocore: that happens with the session.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -26,3 +27,98 @@ def client(service: str, **config: Any):
     from botocore.config import Config
 
     return session().create_client(service, config=Config(**config))
+
+
+def failure_name(error: Exception) -> str:
+    """What went wrong in an AWS call, without the message (it may name an ARN or an account):
+    the AWS error code (e.g. ``ThrottlingException``) or the kind of failure
+    (``EndpointConnectionError``)."""
+    response = getattr(error, "response", None)  # botocore's ClientError: the parsed answer
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return code if isinstance(code, str) and code else type(error).__name__
+
+
+# --- credentials looked up on first use (SnapStart) ---------------------------------------------
+
+
+def look_up_credentials_on_first_use() -> None:
+    """From now on the session's clients look their credentials up when they first sign a
+    request, not when they are made. botocore otherwise runs its credential chain in
+    ``create_client``; under SnapStart that chain ends at Lambda's container credentials
+    endpoint — a network call before the snapshot, and credentials kept in it. Call it before
+    the session's first client; the chain itself (which providers, in which order) is
+    botocore's, unchanged."""
+    current = session()
+    chain = current.get_component("credential_provider")
+    if not isinstance(chain, _LookUpOnFirstUse):
+        current.register_component("credential_provider", _LookUpOnFirstUse(chain))
+
+
+def forget_credentials() -> None:
+    """Credentials looked up so far are dropped; the next signed request looks them up again
+    (after a SnapStart restore: they belong to the environment that looked them up)."""
+    chain = session().get_component("credential_provider")
+    if isinstance(chain, _LookUpOnFirstUse):
+        chain.credentials.forget()
+
+
+class _LookUpOnFirstUse:
+    """The session's credential resolver: hands out one ``_CredentialsOnFirstUse`` (the
+    session asks once, and its clients share what it got)."""
+
+    def __init__(self, chain) -> None:
+        self.credentials = _CredentialsOnFirstUse(chain)
+
+    def load_credentials(self) -> _CredentialsOnFirstUse:
+        return self.credentials
+
+
+class _CredentialsOnFirstUse:
+    """Stands in for botocore's ``Credentials`` and runs ``chain`` (botocore's resolver) the
+    first time one of them is read. botocore reads a client's credentials through ``method``,
+    ``get_deferred_property`` and ``get_frozen_credentials`` (when signing); refreshable
+    credentials refresh themselves as before."""
+
+    method = "looked-up-on-first-use"
+
+    def __init__(self, chain) -> None:
+        self._chain = chain
+        self._found = None
+        self._lock = threading.Lock()
+
+    def _credentials(self):
+        with self._lock:
+            if self._found is None:
+                found = self._chain.load_credentials()
+                if found is None:
+                    from botocore.exceptions import NoCredentialsError
+
+                    raise NoCredentialsError()
+                self._found = found
+            return self._found
+
+    def forget(self) -> None:
+        with self._lock:
+            self._found = None
+
+    def get_frozen_credentials(self):
+        return self._credentials().get_frozen_credentials()
+
+    def get_deferred_property(self, name: str):
+        return lambda: getattr(self._credentials(), name, None)
+
+    @property
+    def access_key(self) -> str:
+        return self._credentials().access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self._credentials().secret_key
+
+    @property
+    def token(self) -> str | None:
+        return self._credentials().token
+
+    @property
+    def account_id(self) -> str | None:
+        return getattr(self._credentials(), "account_id", None)

@@ -42,6 +42,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from image_common.metric_names import CATALOG_OVERLAY_REJECTED, CATALOG_OVERLAY_UNREACHABLE
+from image_service.aws import failure_name
 from image_service.registry import (
     SHIPPED_CATALOG,
     Catalog,
@@ -142,6 +143,7 @@ class CatalogSource:
         self._record_metric = record_metric or record_event
         self._document = document if document is not None else shipped_document()
         self._catalog = SHIPPED_CATALOG if document is None else parse_catalog(dict(document))
+        self._base = self._catalog  # the catalog with no overlay
         self._applied = "{}"  # the overlay text of the catalog in force ("{}": none)
         self._rejected: _Rejection | None = None  # the last text judged bad, and why
         self._next_read_at = -math.inf
@@ -170,6 +172,14 @@ class CatalogSource:
             if self._adopt(text):
                 self._next_read_at = now + self._max_age
             return self._catalog
+
+    def forget(self) -> None:
+        """Back to the catalog with no overlay, read again on the next call (after a SnapStart
+        restore: what was read before the snapshot is of another time, and its schedule is on
+        a clock the restore does not move reliably)."""
+        with self._lock:
+            self._catalog, self._applied, self._rejected = self._base, "{}", None
+            self._next_read_at = -math.inf
 
     def _adopt(self, text: str) -> bool:
         """Whether ``text`` is in force after this read. A text already rejected is counted
@@ -218,16 +228,9 @@ def ssm_overlay_reader(name: str) -> OverlayReader:
         except client.exceptions.ParameterNotFound:
             return None
         except Exception as error:  # botocore's errors: the code or type, never AWS detail
-            raise OverlayUnreachable(_failure_name(error)) from None
+            raise OverlayUnreachable(failure_name(error)) from None
 
     return read
-
-
-def _failure_name(error: Exception) -> str:
-    """What went wrong, without the message (it may name an ARN or an account)."""
-    response = getattr(error, "response", None)  # botocore's ClientError: the parsed answer
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code if isinstance(code, str) and code else type(error).__name__
 
 
 def file_overlay_reader(path: str) -> OverlayReader:

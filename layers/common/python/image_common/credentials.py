@@ -5,7 +5,9 @@ that provider's own Secrets Manager secret (``{PROVIDER}_API_KEY_SECRET_ARN``, h
 ``{"api_key": "…"}``), read through the Parameters and Secrets Lambda extension on localhost —
 no boto3 on a first request's path — and kept for ``SECRET_MAX_AGE_SECONDS``, so a rotated key
 reaches warm containers within that time. A function is given the ARNs of the keys it uses
-only. Base URLs follow ``{PROVIDER}_BASE_URL``.
+only. Base URLs follow ``{PROVIDER}_BASE_URL``. Under Lambda SnapStart there is no session token
+for the extension, so ``image_service.snapstart`` points ``provider_secrets.read`` at a
+Secrets Manager reader (botocore, which this layer never imports: the authorizer shares it).
 
 When to read is each secret's schedule, on an injected clock (as the catalog overlay's): after
 a good read not before the max age; after a failed read not before ``SECRET_RETRY_SECONDS`` —
