@@ -380,6 +380,17 @@ def test_after_restore_random_draws_differ_from_what_the_snapshot_would_give():
     assert [random.random() for _ in range(4)] != from_the_snapshot
 
 
+def test_after_restore_gives_openssl_fresh_entropy(monkeypatch):
+    added = []
+    monkeypatch.setattr("ssl.RAND_add", lambda data, entropy: added.append((data, entropy)))
+
+    snapstart.after_restore()
+    snapstart.after_restore()
+
+    assert [len(data) for data, _ in added] == [48, 48] and added[0][0] != added[1][0]
+    assert all(entropy == 48.0 for _, entropy in added)
+
+
 # --- registration ----------------------------------------------------------------------------
 
 

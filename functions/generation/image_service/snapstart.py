@@ -21,7 +21,9 @@ never run and nothing changes (the extension stays the reader).
 
 from __future__ import annotations
 
+import os
 import random
+import ssl  # loaded already: httpx and botocore import it
 
 
 def before_snapshot() -> None:
@@ -57,6 +59,10 @@ def after_restore() -> None:
     # random's state is in the snapshot: every restored environment would draw the same
     # numbers (botocore's retry jitter among them) unless it is seeded again, from os.urandom.
     random.seed()
+    # So is OpenSSL's own generator (TLS handshakes to AWS and the providers), used when the
+    # clients' SSL contexts were made: fresh entropy reaches it on its next use. Whether a
+    # restore reseeds it anyway is not documented for Python; this costs microseconds.
+    ssl.RAND_add(os.urandom(48), 48.0)
     # Their schedules are on time.monotonic, which a restore does not move reliably.
     provider_secrets.clear()
     catalog.catalog_source().forget()
