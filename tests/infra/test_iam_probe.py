@@ -8,8 +8,11 @@ Recording: a botocore ``before-parameter-build`` hook on every client created du
 signer's); an ``after-call`` hook turns a ``NoSuchKey`` into the ``s3:ListBucket`` on that key
 S3 requires to answer 404 rather than 403; a DynamoDB transaction counts as each of its items'
 actions (that is how IAM authorises it); secrets read through the Lambda extension (the JWT
-secret, provider keys) are recorded by a stand-in extension on localhost. CloudWatch Logs and
-X-Ray grants are the runtime's, not the code's, and are left out.
+secret, provider keys) are recorded by a stand-in extension on localhost. A function with
+SnapStart on in the template runs as restored: its before-snapshot and after-restore hooks first,
+no session token, the extension refusing it — its provider keys come from Secrets Manager through
+botocore, recorded like any call. CloudWatch Logs and X-Ray grants are the runtime's, not the
+code's, and are left out.
 
 The job state machine's task functions (one per step, each with its own role) are run as the
 state machine runs them: the probe's state machine is a stand-in that runs nothing, so each
@@ -249,6 +252,15 @@ def environment_of(synth, handler: str, resolve: Resolver) -> dict[str, str]:
     return {k: str(resolve(v)) for k, v in props["Environment"]["Variables"].items()}
 
 
+def snapstart_of(synth, handler: str) -> bool:
+    """Whether the function restores from a SnapStart snapshot (its hooks run before)."""
+    functions = synth.resources("AWS::Lambda::Function")
+    (props,) = [
+        r["Properties"] for r in functions.values() if r["Properties"]["Handler"] == handler
+    ]
+    return props.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions"
+
+
 def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -263,12 +275,17 @@ class FakeSecretsExtension:
     def __init__(self, secrets: dict[str, str]) -> None:
         self.asked: list[str] = []
         self.recorder = None
+        self.refusing = False  # a SnapStart function's calls: the extension cannot serve them
         probe = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 secret_id = parse_qs(urlsplit(self.path).query)["secretId"][0]
                 probe.asked.append(secret_id)
+                if probe.refusing:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
                 if probe.recorder is not None:
                     probe.recorder.calls.append(Call("secretsmanager:GetSecretValue", secret_id))
                 body = json.dumps({"SecretString": secrets[secret_id]}).encode()
@@ -303,14 +320,27 @@ def probe(stage, monkeypatch):
     and ``run(handler)`` that sets that function's environment and clears per-container caches."""
     from aws_lambda_powertools.utilities.parameters import base as parameters
 
+    from image_common.credentials import provider_secrets
     from image_common.settings import get_settings
-    from image_service import catalog, job_store, secrets_manager, step_functions, storage, usage
+    from image_service import (
+        aws,
+        catalog,
+        job_store,
+        secrets_manager,
+        snapstart,
+        step_functions,
+        storage,
+        usage,
+    )
     from image_service import http as service_http
+
+    read_through_extension = provider_secrets.read
 
     def forget_container_state() -> None:
         """What a container caches from its environment: AWS clients (job records and usage
         share one DynamoDB client), settings, the catalog's source, Powertools' parameters."""
         for cache in (
+            aws.session,  # SnapStart's hook changes how it looks credentials up
             storage.get_s3_client,
             job_store.get_dynamodb_client,
             step_functions.get_sfn_client,
@@ -323,6 +353,8 @@ def probe(stage, monkeypatch):
             cache.cache_clear()
         parameters.DEFAULT_PROVIDERS.clear()
         parameters.clear_caches()
+        provider_secrets.read = read_through_extension  # SnapStart's hook switches it
+        provider_secrets.clear()
 
     recorder = Recorder()
     create_client = botocore.session.Session.create_client
@@ -383,7 +415,10 @@ def probe(stage, monkeypatch):
         saved = dict(os.environ)
 
         def run(handler: str, environment: dict[str, str] | None = None) -> Recorder:
-            """``environment``: what a test adds to the function's own (no AWS setting)."""
+            """``environment``: what a test adds to the function's own (no AWS setting). A
+            SnapStart function is run as restored: its hooks run first, as Lambda runs them
+            (clients made before the snapshot are recorded too), and it has no session token
+            — so no secret through the extension."""
             os.environ.clear()
             os.environ.update(saved)
             os.environ.pop("WEBHOOK_SECRET", None)  # the secret comes from Secrets Manager
@@ -395,12 +430,14 @@ def probe(stage, monkeypatch):
             os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
             os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"] = str(extension.port)
             forget_container_state()
-            from image_common.credentials import provider_secrets
-
-            provider_secrets.clear()
             recorder.calls.clear()
             extension.asked.clear()
             extension.recorder = recorder
+            extension.refusing = snapstart_of(stage, handler)
+            if extension.refusing:
+                os.environ.pop("AWS_SESSION_TOKEN", None)
+                snapstart.before_snapshot()
+                snapstart.after_restore()
             return recorder
 
         try:
