@@ -14,6 +14,14 @@ SDK, LiteLLM and the floor. Every process asks the same local OpenAI-shaped serv
   the job recorded and its execution started); the run step running that job (data-URL mode:
   the image's base64 kept under ``jobs/``), its provider key from the secrets extension; the
   contenders; the floor; and bare boto3 doing the request path's AWS calls (its floor).
+- **cold with SnapStart, emulated**: the same two first answers from a restored environment.
+  One process does what Lambda's init does before a snapshot — imports the handler module,
+  then ``snapstart.before_snapshot()`` — and each sample is a ``fork()`` of it, timed by the
+  child from just after the fork to its first answer (``snapstart.after_restore()``, then the
+  same handler call). The run step's key comes from Secrets Manager (moto's), as under
+  SnapStart. A fork shares the parent's memory at once; Lambda's restore has to bring the
+  snapshot's memory in first (its Restore Duration, not measurable here): the row is our part
+  of a SnapStart cold start, not all of it.
 - **warm**: per-request wall time in one process after warm-up. The provider call as the run
   step makes it, against the floor; the run step alone; the request path alone; and the whole
   generation — the handler with a job runner that runs the run step inline, so one request
@@ -37,6 +45,7 @@ from pathlib import Path
 from bench.servers import BenchProvider, SecretsExtension, noise_png
 from bench.shapes import (
     ROOT,
+    Snapshot,
     child_env,
     contender,
     deployed_assets,
@@ -58,7 +67,7 @@ FLOOR_TABLE = "bench-floor"  # the cold request floor's: a bare pk table
 # change what ours does, and both sides pay moto's per-table costs on the same tables.
 FLOOR_CUSTOMER = 990014
 CATALOG_DATE = "2026-11-30"
-SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-openai-AbCdEf"
+SECRET_NAME = "bench-openai-api-key"  # created in moto's Secrets Manager: its ARN is real
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-jobs"
 OVERLAY_PARAMETER = "/bench/catalog-overlay"
 
@@ -78,16 +87,9 @@ assert answer["statusCode"] == 202, str(answer)[:300]
 print("ok", json.loads(answer["body"])["data"]["job_id"], flush=True)
 """
 )
-# The provider path, cold: the job's run step (what Step Functions invokes).
-RUN = (
-    CONTEXT
-    + """
-import json, os
-import job_tasks
-# Marks, in ms since the bench started the process: imports done, the first AWS call answered
-# (botocore, its session and a client made), the provider request sent, the answer.
-since = lambda: (time.time() - float(os.environ["BENCH_T0"])) * 1000
-marks = {"imports": since()}
+# The run step's marks (``since()`` is the row's clock): the first AWS call answered, the
+# provider request sent, the provider answered.
+RUN_MARKS = """
 import botocore.endpoint, httpx
 _send, _http_send = botocore.endpoint.Endpoint._send, httpx.Client.send
 def _aws_send(self, request):
@@ -104,11 +106,85 @@ def _provider_send(self, request, **kwargs):
     finally:
         marks.setdefault("provider answered", since())  # its headers: the body streams next
 botocore.endpoint.Endpoint._send, httpx.Client.send = _aws_send, _provider_send
+"""
+# The provider path, cold: the job's run step (what Step Functions invokes).
+RUN = (
+    CONTEXT
+    + """
+import json, os
+import job_tasks
+# Marks, in ms since the bench started the process: imports done, the first AWS call answered
+# (botocore, its session and a client made), the provider request sent, the answer.
+since = lambda: (time.time() - float(os.environ["BENCH_T0"])) * 1000
+marks = {"imports": since()}
+"""
+    + RUN_MARKS
+    + """
 state = job_tasks.run(json.loads(os.environ["BENCH_STATE"]), Context())
 assert state["status"] == "Succeeded", state
 marks["answer"] = since()
 print("ok", json.dumps(marks), flush=True)
 """
+)
+# SnapStart, emulated. The init Lambda snapshots (the handler module imported, then the
+# before-snapshot hook: clients made, no network I/O), then one fork per sample, standing for a
+# restored environment: the child times itself from just after the fork to its first answer
+# (the after-restore hook, then the handler call of the cold rows above, on the JSON line it is
+# given), prints it and exits. The driver writes one line per sample (``Snapshot``).
+SNAPSHOT_INIT = """
+import json, os, sys, traceback
+from image_service import snapstart
+snapstart.before_snapshot()
+"""
+SNAPSHOT_LOOP = """
+print("ready", flush=True)
+for line in iter(sys.stdin.readline, ""):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # a restored environment
+        started = time.perf_counter()
+        try:
+            snapstart.after_restore()
+            answer = first_answer(json.loads(line))
+            print("ok", (time.perf_counter() - started) * 1000, answer, flush=True)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+    if os.waitpid(child, 0)[1] != 0:
+        print("failed", flush=True)
+"""
+SNAPSHOT_REQUEST = (
+    CONTEXT
+    + "import generation\n"
+    + SNAPSHOT_INIT
+    + """
+def first_answer(event):
+    answer = generation.handler(event, Context())
+    assert answer["statusCode"] == 202, str(answer)[:300]
+    return json.loads(answer["body"])["data"]["job_id"]
+"""
+    + SNAPSHOT_LOOP
+)
+SNAPSHOT_RUN = (
+    CONTEXT
+    + "import job_tasks\n"
+    + SNAPSHOT_INIT
+    + """
+since = lambda: (time.perf_counter() - started) * 1000  # ms since the fork (the child's clock)
+marks = {}
+"""
+    + RUN_MARKS
+    + """
+def first_answer(state):
+    state = job_tasks.run(state, Context())
+    assert state["status"] == "Succeeded", state
+    marks["answer"] = since()
+    return json.dumps(marks)
+"""
+    + SNAPSHOT_LOOP
 )
 OPENAI = """
 import base64, os
@@ -457,10 +533,11 @@ def http_event(save_to_db: bool, *, respond_async: bool = False) -> dict:
     }  # fmt: skip
 
 
-def _aws_server() -> tuple[str, str, object]:
-    """moto's server (S3, DynamoDB, Step Functions) with the bucket, the jobs and usage tables
-    (their schemas from the code), a bare table for the cold request floor, and a job state
-    machine."""
+def _aws_server() -> tuple[str, str, str, object]:
+    """moto's server (S3, DynamoDB, Step Functions, SSM, Secrets Manager) with the bucket, the
+    jobs and usage tables (their schemas from the code), a bare table for the cold request
+    floor, a job state machine and the provider key's secret. Returns the endpoint, the state
+    machine's ARN, the secret's ARN and the server."""
     import logging
 
     import boto3
@@ -495,7 +572,12 @@ def _aws_server() -> tuple[str, str, object]:
         definition=json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}}),
         roleArn=ROLE_ARN,
     )["stateMachineArn"]
-    return endpoint, machine, server
+    # The provider key as deployed: its own secret (the extension serves it to the cold and warm
+    # rows; under SnapStart the run step reads it with GetSecretValue).
+    secret = session.client("secretsmanager", endpoint_url=endpoint).create_secret(
+        Name=SECRET_NAME, SecretString=json.dumps({"api_key": KEY})
+    )["ARN"]
+    return endpoint, machine, secret, server
 
 
 def run(cold_runs: int, warm_runs: int) -> dict:
@@ -503,7 +585,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
     provider = BenchProvider(image)
     provider_server = provider.serve()
     extension = SecretsExtension(json.dumps({"api_key": KEY}))
-    aws_endpoint, machine, aws_server = _aws_server()
+    aws_endpoint, machine, secret_arn, aws_server = _aws_server()
     base_url = f"{provider.base_url}/v1"
     common = {"BENCH_KEY": KEY, "BENCH_BASE_URL": base_url, "BENCH_PROMPT": PROMPT,
               "BENCH_RUNS": str(warm_runs)}  # fmt: skip
@@ -528,7 +610,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         "CATALOG_DATE": CATALOG_DATE,
         "CATALOG_OVERLAY_PARAMETER": OVERLAY_PARAMETER,
         "OPENAI_BASE_URL": base_url,
-        "OPENAI_API_KEY_SECRET_ARN": SECRET_ARN,
+        "OPENAI_API_KEY_SECRET_ARN": secret_arn,
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
         "AWS_SESSION_TOKEN": "bench-session",
         "AWS_LAMBDA_FUNCTION_NAME": "generation",
@@ -537,6 +619,7 @@ def run(cold_runs: int, warm_runs: int) -> dict:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         **common,
     }
+    snapshots: dict[str, Snapshot] = {}
     try:
         assets = deployed_assets()
         function_path = [*lambda_layout(assets, "generation"), contender("lambda-runtime")]
@@ -547,8 +630,16 @@ def run(cold_runs: int, warm_runs: int) -> dict:
                     "litellm": (LITELLM, contenders["litellm"]),
                     "floor": (FLOOR, contenders["floor"]),
                     "request floor": (REQUEST_FLOOR, boto3_only)}  # fmt: skip
-        cold: dict[str, list] = {name: [] for name in programs}
+        # Under SnapStart Lambda sets no AWS_SESSION_TOKEN (the secrets extension cannot
+        # serve): the before-snapshot hook reads provider keys with GetSecretValue instead.
+        snapstart_env = child_env(function_path, **{
+            name: value for name, value in function_env.items()
+            if name not in ("AWS_SESSION_TOKEN", "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT")})  # fmt: skip
+        snapshots["request path, SnapStart"] = Snapshot(SNAPSHOT_REQUEST, snapstart_env)
+        snapshots["run step, SnapStart"] = Snapshot(SNAPSHOT_RUN, snapstart_env)
+        cold: dict[str, list] = {name: [] for name in [*programs, *snapshots]}
         run_marks: list[dict[str, float]] = []
+        snapstart_marks: list[dict[str, float]] = []
         event = json.dumps(http_event(save_to_db=False, respond_async=True))
         for _ in range(cold_runs + 1):  # the first round warms the OS file cache: dropped
             job_id = ""
@@ -567,8 +658,18 @@ def run(cold_runs: int, warm_runs: int) -> dict:
                 if name == "run step":
                     run_marks.append(json.loads(line.split(maxsplit=1)[1]))
                 cold[name].append(elapsed)
+            # A restored environment per sample, on a job of its own (the request's).
+            elapsed, job_id = snapshots["request path, SnapStart"].restore(event)
+            cold["request path, SnapStart"].append(elapsed)
+            state = json.dumps({"job_id": job_id, "customer_id": CUSTOMER, "interval_seconds": 1})
+            elapsed, marks = snapshots["run step, SnapStart"].restore(state)
+            cold["run step, SnapStart"].append(elapsed)
+            snapstart_marks.append(json.loads(marks))
+        for snapshot in snapshots.values():
+            snapshot.close()
         cold = {name: times[1:] for name, times in cold.items()}
         cold["run step marks"] = run_marks[1:]
+        cold["run step, SnapStart, marks"] = snapstart_marks[1:]
 
         events = {
             "request": http_event(False, respond_async=True),
@@ -585,6 +686,8 @@ def run(cold_runs: int, warm_runs: int) -> dict:
             )  # fmt: skip
         )
     finally:
+        for snapshot in snapshots.values():
+            snapshot.close()
         extension.close()
         provider_server.shutdown()
         provider_server.server_close()

@@ -129,6 +129,55 @@ def first_answer(code: str, env: dict[str, str]) -> tuple[float, str]:
     return elapsed, line.strip()
 
 
+class Snapshot:
+    """SnapStart, emulated: one process that ran a function's init and its before-snapshot hook
+    (``code`` prints ``ready``), then forks a child per :meth:`restore` — a restored environment
+    — which times itself from just after the fork to its first answer and prints
+    ``ok <ms> <answer>``. The fork gives the child the parent's memory at once; Lambda's restore
+    has to bring the snapshot's memory in (its Restore Duration), which is not measured here."""
+
+    def __init__(self, code: str, env: dict[str, str]) -> None:
+        self._stderr = tempfile.TemporaryFile()  # a pipe could fill while nobody reads it
+        self.process = subprocess.Popen(
+            [sys.executable, "-S", "-c", RUNTIME_PRELUDE + code],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self._answer("ready")
+
+    def restore(self, given: str) -> tuple[float, str]:
+        """One restored environment's first answer to ``given`` (one JSON line): the child's
+        own time in ms, and what it answered."""
+        self.process.stdin.write(given.replace("\n", " ") + "\n")
+        self.process.stdin.flush()
+        _, elapsed, answer = self._answer("ok").split(maxsplit=2)
+        return float(elapsed), answer
+
+    def _answer(self, expected: str) -> str:
+        line = self.process.stdout.readline()
+        while line and not line.startswith((expected, "failed")):  # e.g. the metric (EMF) line
+            line = self.process.stdout.readline()
+        if not line.startswith(expected):
+            self.close()
+            self._stderr.seek(0)
+            stderr = self._stderr.read().decode(errors="replace")
+            raise RuntimeError(f"SnapStart benchmark process failed ({line.strip()!r}):\n"
+                               f"{stderr[-3000:]}")  # fmt: skip
+        return line.strip()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()  # the parent's loop ends
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 def run_json(code: str, env: dict[str, str]) -> str:
     result = subprocess.run(
         [sys.executable, "-S", "-c", RUNTIME_PRELUDE + code],
