@@ -88,6 +88,7 @@ class ImageServiceStack(Stack):
             functions=functions.named,
             job_state_machine=workflow.state_machine,
             models_check=functions.models_check,
+            snap_started=frozenset(functions.snap_started),
         )
         GenerationDeployment(
             self,

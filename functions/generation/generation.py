@@ -31,7 +31,7 @@ from image_common.metric_names import (
     PROVIDER_DIMENSION,
 )
 from image_common.settings import get_settings
-from image_service import snapstart
+from image_service import snapstart, telemetry
 from image_service.job_records import JobRecord, utcnow
 from image_service.job_store import MAX_LIST_LIMIT
 from image_service.jobs import DEFAULT_LIST_LIMIT, JobRunner, request_fingerprint
@@ -51,6 +51,7 @@ metrics = Metrics()
 app = APIGatewayHttpResolver()
 settings = get_settings()  # a misconfigured function fails here, at cold start
 snapstart.register()  # the hooks run only where SnapStart is on
+telemetry.count_stale_provider_keys()  # provider calls run here in the local stack's jobs
 # How jobs run. Deployed: the job state machine. The local stack sets its in-process runner here.
 job_runner: JobRunner | None = None
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 
 from image_common.errors import ImageServiceError, InternalError
 from image_common.settings import ServiceSettings, get_settings
-from image_service import snapstart
+from image_service import snapstart, telemetry
 from image_service.job_store import JobStore
 from image_service.pipeline import JobPipeline
 from image_service.providers import get_image_provider
@@ -23,6 +23,7 @@ from image_service.usage import usage_ledger_for
 logger = Logger()
 settings = get_settings()  # a misconfigured function fails here, at cold start
 snapstart.register()  # the hooks run only where SnapStart is on (run and store)
+telemetry.count_stale_provider_keys()
 
 
 def pipeline() -> JobPipeline:

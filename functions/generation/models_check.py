@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from image_common import metric_names
+from image_service import telemetry
 from image_service.model_drift import CheckSettings, DriftReport, check_catalog, service_catalog
 from image_service.registry import PROVIDERS
 from image_service.upstream_models import listing_fetchers
@@ -20,6 +21,7 @@ from image_service.upstream_models import listing_fetchers
 logger = Logger()
 metrics = Metrics()
 check_settings = CheckSettings.from_environ(os.environ)  # a bad setting fails at cold start
+telemetry.count_stale_provider_keys()
 
 
 @logger.inject_lambda_context

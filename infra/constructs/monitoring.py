@@ -9,6 +9,13 @@ aborted or throttled executions. Webhook deliveries that gave up. Provider error
 provider. What the service spent at providers in the last hour. The daily model catalog check:
 drift found, and the check itself failing. The catalog overlay: a published overlay rejected,
 or its parameter unreadable (the last good catalog stays in force, not what ops published).
+A request served a provider key from its stale grace (its secret unreadable). Cold starts of the
+SnapStart functions: Lambda's Restore Duration (and an on-demand Init Duration) from the report
+records in their log groups, through metric filters; an alarm on the run step's and
+generation's p90 restore.
+
+Every alarm notifies the one topic, on alarm and on recovery; none pages on its own. The canary's
+rollback alarms are a chosen few (``rollback_alarms``): the restore alarms are not among them.
 
 Metric names come from ``image_common.metric_names`` — the module the functions emit them
 with. Thresholds and periods are per stage; the topic is created here (with the stage's
@@ -23,6 +30,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
@@ -34,6 +42,19 @@ from infra.service_code import PROVIDERS, metric_names, server_error_types
 from infra.settings import StageSettings
 
 COST_PERIOD = Duration.hours(1)
+# Lambda's report record for an invoke, in a JSON-format log group: {"time", "type":
+# "platform.report", "record": {"requestId", "metrics": {"durationMs", ..., "initDurationMs"?,
+# "restoreDurationMs"?}, "status"}}. Verified: the Telemetry API's platform.report schema names
+# these ReportMetrics fields (AWS's Telemetry API schema reference). Assumed (not verifiable
+# offline, check one REPORT record after the first deploy): that JSON-format system logs write
+# the same event shape into the log group, and that a restored invoke's report carries
+# restoreDurationMs (the text REPORT line's "Restore Duration").
+REPORT_TYPE = "platform.report"
+REPORT_METRICS = "$.record.metrics"
+COLD_START_FIELDS = {
+    metric_names.RESTORE_DURATION: "restoreDurationMs",
+    metric_names.INIT_DURATION: "initDurationMs",
+}
 MAX_METRICS_PER_ALARM = 10  # CloudWatch's limit for a metric-math alarm
 
 
@@ -50,6 +71,7 @@ class ServiceMonitoring(Construct):
         functions: Mapping[str, lambda_.Function],
         job_state_machine: sfn.IStateMachine,
         models_check: lambda_.Function,
+        snap_started: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(scope, construct_id)
         monitoring = settings.monitoring
@@ -228,6 +250,17 @@ class ServiceMonitoring(Construct):
         self._models_check_alarms(models_check)
         self._catalog_overlay_alarms()
         self._alarm(
+            "ProviderKeyStale",
+            "Requests were served a provider key past its max age: its secret could not be read "
+            "(log line 'provider secret unreadable; the last good key stays' gives the reason). "
+            "A rotated key may stop working when the grace ends",
+            self._service_metric(metric_names.PROVIDER_KEY_STALE_SERVED),
+            threshold=monitoring.provider_key_stale_threshold,
+        )
+        self._cold_start_graphs = self._restore_metrics(
+            {name: fn for name, fn in functions.items() if name in snap_started}
+        )
+        self._alarm(
             "CostPerHour",
             f"Provider spend reached {monitoring.cost_per_hour_usd} USD in an hour",
             self._service_metric(metric_names.COST_USD, period=COST_PERIOD),
@@ -272,6 +305,72 @@ class ServiceMonitoring(Construct):
             threshold=1,
             evaluation_periods=1,
         )
+
+    def _restore_metrics(
+        self, snap_started: Mapping[str, lambda_.Function]
+    ) -> list[cloudwatch.IWidget]:
+        """Metric filters turn each SnapStart function's report records into its restore and
+        init durations (ms); the run step's and generation's p90 restore is alarmed: above the
+        margin docs/performance.md measured, the cold-start targets do not hold in AWS."""
+        thresholds = {
+            "JobRun": self._settings.monitoring.job_run_restore_p90_ms,
+            "Generation": self._settings.monitoring.generation_restore_p90_ms,
+        }
+        graphs: dict[str, list[cloudwatch.IMetric]] = {name: [] for name in COLD_START_FIELDS}
+        for function_id, function in snap_started.items():
+            metrics = {
+                name: self._cold_start_metric(function_id, function, name, field)
+                for name, field in COLD_START_FIELDS.items()
+            }
+            for name, metric in metrics.items():
+                graphs[name] += [
+                    metric.with_(statistic=stat, label=f"{function_id} {stat}")
+                    for stat in ("p50", "p90", "Maximum")
+                ]
+            if function_id in thresholds:
+                self._alarm(
+                    f"RestoreDurationP90{function_id}",
+                    f"{function_id}'s p90 Restore Duration reached {thresholds[function_id]} ms: "
+                    "its SnapStart cold start is past the margin measured offline "
+                    "(docs/performance.md)",
+                    metrics[metric_names.RESTORE_DURATION].with_(statistic="p90"),
+                    threshold=thresholds[function_id],
+                )
+        return [
+            cloudwatch.GraphWidget(
+                title=f"{name} (ms, SnapStart functions): p50, p90, max",
+                left=metrics,
+                width=12,
+            )
+            for name, metrics in graphs.items()
+            if metrics
+        ]
+
+    def _cold_start_metric(
+        self, function_id: str, function: lambda_.Function, name: str, field: str
+    ) -> cloudwatch.Metric:
+        value = f"{REPORT_METRICS}.{field}"
+        filter_ = logs.MetricFilter(
+            self,
+            f"{name}{function_id}",
+            log_group=function.log_group,
+            filter_pattern=logs.FilterPattern.all(
+                logs.FilterPattern.string_value("$.type", "=", REPORT_TYPE),
+                # a number (any duration >= 0) rather than exists(): CDK renders that as the
+                # quoted string "*", and a numeric comparison is what the docs define for numbers
+                logs.FilterPattern.number_value(value, ">=", 0),
+            ),
+            metric_namespace=metric_names.NAMESPACE,
+            metric_name=self._cold_start_metric_name(function_id, name),
+            metric_value=value,
+            unit=cloudwatch.Unit.MILLISECONDS,
+        )
+        return filter_.metric(period=self._period)
+
+    def _cold_start_metric_name(self, function_id: str, name: str) -> str:
+        """CloudWatch Logs cannot give a filter's dimension a fixed value (only a field of the
+        event, and the report record names no function), so the name says whose it is."""
+        return f"{name}.{self._settings.resource_prefix}.{function_id}"
 
     def _catalog_overlay_alarms(self) -> None:
         """Every function that reads the catalog counts these under the ``service`` dimension
@@ -404,6 +503,8 @@ class ServiceMonitoring(Construct):
         ]
         for row in range(0, len(widgets), 3):
             dashboard.add_widgets(*widgets[row : row + 3])
+        if self._cold_start_graphs:
+            dashboard.add_widgets(*self._cold_start_graphs)
         return dashboard
 
     def _topic(self, settings: StageSettings) -> sns.ITopic:

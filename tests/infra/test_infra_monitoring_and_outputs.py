@@ -36,10 +36,12 @@ ALARMS = {
     "ModelsCheckFailed",
     "CatalogOverlayRejected",
     "CatalogOverlayUnreachable",
+    "ProviderKeyStale",
     *(f"DurationNearTimeout{f}" for f in FUNCTION_IDS),
     *(f"ProviderErrorRate{p.title()}" for p in PROVIDERS),
 }
 RESERVED_ALARMS = {f"ConcurrencyNearReservation{f}" for f in RESERVING_IDS}
+RESTORE_ALARMS = {"RestoreDurationP90JobRun", "RestoreDurationP90Generation"}  # SnapStart on
 OUTPUTS = {
     "ApiUrl",
     "ImageBucketName",
@@ -99,10 +101,12 @@ def _own_metric(synth, metric: dict) -> dict[str, str] | None:
 
 
 def test_every_failure_signal_has_its_alarm(dev, prod, jwks):
-    assert set(_alarms(dev)) == ALARMS | RESERVED_ALARMS
-    assert set(_alarms(prod)) == ALARMS | RESERVED_ALARMS
-    assert set(_alarms(jwks)) == ALARMS  # no reservation, nothing to be near
-    dev.template.resource_count_is("AWS::CloudWatch::Alarm", len(ALARMS | RESERVED_ALARMS))
+    assert set(_alarms(dev)) == ALARMS | RESERVED_ALARMS | RESTORE_ALARMS
+    assert set(_alarms(prod)) == ALARMS | RESERVED_ALARMS | RESTORE_ALARMS
+    assert set(_alarms(jwks)) == ALARMS  # no reservation, nothing to be near; no SnapStart
+    dev.template.resource_count_is(
+        "AWS::CloudWatch::Alarm", len(ALARMS | RESERVED_ALARMS | RESTORE_ALARMS)
+    )
 
 
 def test_every_alarm_notifies_the_topic_on_alarm_and_recovery(synthesized):

@@ -1,7 +1,8 @@
 """A provider key's secret during an outage, end to end: the generation function, its key only
 in (moto's) Secrets Manager behind the Parameters and Secrets extension. Each request needing
 the key is answered at once with the typed 502 while the retry interval runs — one read per
-interval, not one per request — and the first read past it recovers."""
+interval, not one per request — and the first read past it recovers. A key read fine before
+is served past its max age for a grace, each such request counted as a metric."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import logging
 import pytest
 from moto import mock_aws
 
-from image_common.credentials import SECRET_RETRY_SECONDS, provider_secrets
+from image_common.credentials import (
+    SECRET_MAX_AGE_SECONDS,
+    SECRET_RETRY_SECONDS,
+    provider_secrets,
+)
+from image_common.metric_names import NAMESPACE, PROVIDER_KEY_STALE_SERVED, SERVICE_DIMENSION
 from image_common.provider_identity import PROVIDERS
 from tests.clock import ManualClock
 from tests.conftest import PROVIDER_KEYS, InlineJobs, http_event, request_body
@@ -92,3 +98,31 @@ def test_the_first_request_past_the_retry_interval_reads_again_and_recovers(
     assert generation.handler(request_body(quality="low"), lambda_context)["success"] is True
     assert generation.handler(request_body(quality="low"), lambda_context)["success"] is True
     assert secrets_extension.hits(EXTENSION_PATH) == 2  # then kept for the max age
+
+
+def stale_serves(stdout: str) -> list[dict]:
+    """The EMF documents of stdout that carry the stale-key count."""
+    documents = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
+    return [d for d in documents if PROVIDER_KEY_STALE_SERVED in d]
+
+
+def test_each_request_served_a_stale_key_is_counted_under_the_service_dimension_alone(
+    generation, openai_key_in_secrets_manager, secrets_extension, lambda_context, capsys
+):
+    _, clock = openai_key_in_secrets_manager
+    assert generation.handler(request_body(quality="low"), lambda_context)["success"] is True
+    assert stale_serves(capsys.readouterr().out) == []  # a fresh key: not counted
+    extension_fails(secrets_extension)
+    clock.now += SECRET_MAX_AGE_SECONDS  # due for a refresh, which fails: the last good key
+    for _ in range(2):
+        assert generation.handler(request_body(quality="low"), lambda_context)["success"] is True
+        clock.now += 2
+    documents = stale_serves(capsys.readouterr().out)
+    assert len(documents) == 2  # one per request, though only the first read the secret
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == NAMESPACE
+        assert directive["Dimensions"] == [[SERVICE_DIMENSION]]
+        assert directive["Metrics"] == [{"Name": PROVIDER_KEY_STALE_SERVED, "Unit": "Count"}]
+        assert document[PROVIDER_KEY_STALE_SERVED] in (1, [1])  # Powertools may list it
+    assert secrets_extension.hits(EXTENSION_PATH) == 2

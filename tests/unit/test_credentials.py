@@ -4,6 +4,9 @@ server stands in for it) and cached per container."""
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -20,6 +23,7 @@ from image_common.secret_extension import SecretUnavailable
 from tests.clock import ManualClock
 from tests.conftest import LocalServer
 
+ROOT = Path(__file__).parents[2]
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:providers/openai-AbCdEf"
 SESSION_TOKEN = "session-token-of-this-container"
 EXTENSION_PATH = "/secretsmanager/get"
@@ -293,3 +297,80 @@ def test_each_secret_keeps_its_own_schedule():
     reader.failure = None
     assert cache.get(other)["api_key"] == "sk-first-0123456789"  # not held back by ARN's retry
     assert reader.reads == [ARN, other]
+
+
+def a_counting_cache(reader: Reader, clock: ManualClock) -> tuple[SecretCache, list[float]]:
+    """A cache whose stale serves are recorded with the clock's time."""
+    cache = a_cache(reader, clock)
+    served_stale: list[float] = []
+    cache.record_stale = lambda: served_stale.append(clock.now)
+    return cache, served_stale
+
+
+def test_each_request_served_a_key_from_its_stale_grace_is_counted_and_no_other():
+    reader, now = Reader(), ManualClock()
+    cache, served_stale = a_counting_cache(reader, now)
+    start = now.now
+    cache.get(ARN)
+    now.advance(3599)
+    cache.get(ARN)  # fresh: a second before its max age
+    assert served_stale == []
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(1)
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"  # the refresh failed: stale
+    now.advance(2)
+    assert cache.get(ARN)["api_key"] == "sk-first-0123456789"  # inside the retry: stale, no read
+    assert served_stale == [start + 3600, start + 3602]
+    now.advance(900)  # past the grace: the 502, not a stale key
+    with pytest.raises(ProviderError):
+        cache.get(ARN)
+    assert len(served_stale) == 2
+
+
+def test_a_key_read_again_after_a_stale_serve_is_fresh_and_not_counted():
+    reader, now = Reader(), ManualClock()
+    cache, served_stale = a_counting_cache(reader, now)
+    cache.get(ARN)
+    reader.failure = SecretUnavailable("extension answered 500")
+    now.advance(3600)
+    cache.get(ARN)
+    reader.failure = None
+    now.advance(10)
+    cache.get(ARN)  # read fine: a full lifetime again
+    now.advance(3599)
+    cache.get(ARN)
+    assert len(served_stale) == 1
+
+
+def test_a_failed_first_read_serves_no_key_and_counts_nothing():
+    reader, now = Reader(), ManualClock()
+    cache, served_stale = a_counting_cache(reader, now)
+    reader.failure = SecretUnavailable("extension unreachable (URLError)")
+    for _ in range(2):
+        with pytest.raises(ProviderError):
+            cache.get(ARN)
+        now.advance(5)
+    assert served_stale == []
+
+
+@pytest.mark.parametrize("entry_point", ["generation", "job_tasks", "models_check"])
+def test_every_entry_point_that_may_read_a_provider_key_counts_its_stale_serves(entry_point):
+    """In a fresh interpreter, as Lambda loads it: importing the handler module points the key
+    cache at the metric (image_common's default counts nothing)."""
+    probe = (
+        f"import {entry_point}\n"
+        "from image_common.credentials import provider_secrets\n"
+        "from image_service.telemetry import record_stale_provider_key\n"
+        "print(provider_secrets.record_stale is record_stale_provider_key)\n"
+    )
+    env = {
+        "PYTHONPATH": f"{ROOT / 'functions/generation'}:{ROOT / 'layers/common/python'}",
+        "PATH": "/usr/bin:/bin",
+        "IMAGE_BUCKET": "probe-bucket",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "True"

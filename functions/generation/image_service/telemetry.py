@@ -12,6 +12,7 @@ import os
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from image_common.credentials import provider_secrets
 from image_common.metric_names import (
     COST_USD,
     LIMIT_REJECTIONS,
@@ -19,6 +20,7 @@ from image_common.metric_names import (
     PROVIDER_CALLS,
     PROVIDER_DIMENSION,
     PROVIDER_ERRORS,
+    PROVIDER_KEY_STALE_SERVED,
     SERVICE_DIMENSION,
     WEBHOOK_DELIVERY_FAILURES,
 )
@@ -49,6 +51,17 @@ def record_event(name: str) -> None:
     """One occurrence of a service-wide event (e.g. ``CATALOG_OVERLAY_REJECTED``), under the
     ``service`` dimension alone — the set its alarm reads."""
     _emit(name, 1, MetricUnit.Count, {})
+
+
+def record_stale_provider_key() -> None:
+    """A request served a provider key from its stale grace (its secret unreadable)."""
+    _emit(PROVIDER_KEY_STALE_SERVED, 1, MetricUnit.Count, {})
+
+
+def count_stale_provider_keys() -> None:
+    """Point the provider key cache (image_common, which emits no metric: the authorizer shares
+    it) at this module's count. Each entry point calls it once, at cold start."""
+    provider_secrets.record_stale = record_stale_provider_key
 
 
 def _emit(name: str, value: float, unit: MetricUnit, dimensions: dict[str, str]) -> None:

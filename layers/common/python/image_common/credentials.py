@@ -14,7 +14,9 @@ a good read not before the max age; after a failed read not before ``SECRET_RETR
 so an extension or Secrets Manager outage or throttling costs each container one read per
 secret per retry interval, not one per request. Until the retry, a request needing the key gets
 the failed read's 502 at once, or, if the key was read fine before and is at most
-``SECRET_STALE_GRACE_SECONDS`` past its max age, that last good key.
+``SECRET_STALE_GRACE_SECONDS`` past its max age, that last good key — and each request served
+so is counted (``record_stale``, which the function code points at its metric: this layer emits
+none, the authorizer shares it).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class _Held:
 
     document: dict | None = None
     good_until: float = -math.inf  # the last good document is served until then
+    fresh_until: float = -math.inf  # ... and past this, from its stale grace
     next_read_at: float = -math.inf
     failure: str = ""  # the message of the last failed read, for the requests until the retry
 
@@ -78,7 +81,8 @@ class SecretCache:
     ``max_age_seconds`` after a good read, ``retry_seconds`` after a failed one (``monotonic``
     is the clock; tests move it). Until the retry, a request is served the last good document
     if it is at most ``stale_grace_seconds`` past its max age, else fails fast with the failed
-    read's error — no read. Parallel provider calls of one request share one read (a lock)."""
+    read's error — no read; each request served from that grace calls ``record_stale``.
+    Parallel provider calls of one request share one read (a lock)."""
 
     def __init__(
         self,
@@ -88,8 +92,10 @@ class SecretCache:
         retry_seconds: float = SECRET_RETRY_SECONDS,
         stale_grace_seconds: float = SECRET_STALE_GRACE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        record_stale: Callable[[], None] = lambda: None,
     ) -> None:
         self.read = read
+        self.record_stale = record_stale
         self.max_age, self.retry, self.grace = max_age_seconds, retry_seconds, stale_grace_seconds
         self.monotonic = monotonic
         self._held: dict[str, _Held] = {}
@@ -117,11 +123,13 @@ class SecretCache:
                 return self._served(held, now)
             held.document, held.failure = document, ""
             held.good_until = now + self.max_age + self.grace
-            held.next_read_at = now + self.max_age
+            held.next_read_at = held.fresh_until = now + self.max_age
             return document
 
     def _served(self, held: _Held, now: float) -> dict:
         if held.document is not None and now < held.good_until:
+            if now >= held.fresh_until:
+                self.record_stale()
             return held.document
         raise ProviderError(held.failure) from None  # the failed read's answer, again
 

@@ -48,3 +48,14 @@ MODEL_LIST_FAILURES = "ModelListFailures"  # alarmed
 # the published overlay was invalid, or its parameter could not be read (both alarmed).
 CATALOG_OVERLAY_REJECTED = "CatalogOverlayRejected"
 CATALOG_OVERLAY_UNREACHABLE = "CatalogOverlayUnreachable"
+
+# A request served a provider key from its stale grace (image_common/credentials.py): the secret
+# could not be read and the last good key, past its max age, was used (alarmed: a rotated key
+# may stop working when the grace ends).
+PROVIDER_KEY_STALE_SERVED = "ProviderKeyStaleServed"
+
+# Cold starts, from Lambda's own report records (metric filters on the SnapStart functions' log
+# groups, infra/constructs/monitoring.py; no code emits them). A filter cannot give a dimension a
+# fixed value, so each metric's name ends in the stage's service name and the function's id.
+RESTORE_DURATION = "RestoreDuration"  # SnapStart: restoring a version's snapshot (alarmed)
+INIT_DURATION = "InitDuration"  # an on-demand init ($LATEST, or a version before its snapshot)
