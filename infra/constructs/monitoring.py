@@ -257,7 +257,7 @@ class ServiceMonitoring(Construct):
             self._service_metric(metric_names.PROVIDER_KEY_STALE_SERVED),
             threshold=monitoring.provider_key_stale_threshold,
         )
-        self._cold_start_graphs = self._restore_metrics(
+        self._cold_start_graphs = self._cold_start_metrics(
             {name: fn for name, fn in functions.items() if name in snap_started}
         )
         self._alarm(
@@ -306,7 +306,7 @@ class ServiceMonitoring(Construct):
             evaluation_periods=1,
         )
 
-    def _restore_metrics(
+    def _cold_start_metrics(
         self, snap_started: Mapping[str, lambda_.Function]
     ) -> list[cloudwatch.IWidget]:
         """Metric filters turn each SnapStart function's report records into its restore and
