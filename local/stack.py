@@ -357,15 +357,12 @@ class LocalStack:
         first). The generation module read its settings at import: reloaded when they differ,
         forgotten when this environment has none (the next import then says what is wrong)."""
         from image_common.settings import get_settings
-        from image_service import catalog, http, job_store, step_functions, storage, usage
+        from image_service import aws, catalog, http
 
         get_settings.cache_clear()
         catalog.catalog_settings.cache_clear()
         catalog.catalog_source.cache_clear()
-        storage.get_s3_client.cache_clear()
-        usage.get_dynamodb_client.cache_clear()
-        job_store.get_dynamodb_client.cache_clear()
-        step_functions.get_sfn_client.cache_clear()
+        aws.forget()
         http.set_http_client(None)
         job_tasks = sys.modules.get("job_tasks")
         if job_tasks is not None:

@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import threading
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -44,8 +45,8 @@ from moto import mock_aws  # noqa: E402
 
 from image_common.provider_identity import PROVIDERS  # noqa: E402
 from image_common.settings import get_settings, url_origin  # noqa: E402
+from image_service import aws, job_store  # noqa: E402
 from image_service import http as service_http  # noqa: E402
-from image_service import job_store, storage  # noqa: E402
 from image_service.job_store import JobStore  # noqa: E402
 from image_service.pipeline import JobPipeline  # noqa: E402
 from image_service.providers import get_image_provider  # noqa: E402
@@ -71,25 +72,36 @@ TEST_DATE = datetime.date(2026, 11, 30)  # the emulators' (the providers') date,
 PROVIDER_KEYS = {p: f"test-{p}-key-0123456789" for p in PROVIDERS}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def botocore_data_read_once():
+    """botocore's data files (service models, endpoint rules), parsed once per test process
+    and shared by every session: each test's new container (``aws.forget``) would read the
+    same files again, ~0.15 s a test. A new session's state is otherwise its own."""
+    import botocore.loaders
+    import botocore.session
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(botocore.session, "create_loader", cache(botocore.loaders.create_loader))
+        yield
+
+
 @pytest.fixture
 def s3():
     """moto S3 with the image bucket and DynamoDB with the jobs table; the service's cached
     clients are rebuilt inside the mock."""
     with mock_aws():
-        storage.get_s3_client.cache_clear()
-        job_store.get_dynamodb_client.cache_clear()
-        client = storage.get_s3_client()  # the service's own client: one per test, as in Lambda
+        aws.forget()
+        client = aws.client("s3")  # the service's own client: one per test, as in Lambda
         client.create_bucket(Bucket=TEST_BUCKET)
-        job_store.create_table(job_store.get_dynamodb_client(), TEST_JOBS_TABLE)
+        job_store.create_table(aws.client("dynamodb"), TEST_JOBS_TABLE)
         yield client
-        storage.get_s3_client.cache_clear()
-        job_store.get_dynamodb_client.cache_clear()
+        aws.forget()
 
 
 @pytest.fixture
 def dynamodb(s3):
     """The service's DynamoDB client, inside the same mock as ``s3``."""
-    return job_store.get_dynamodb_client()
+    return aws.client("dynamodb")
 
 
 @pytest.fixture

@@ -326,10 +326,7 @@ def probe(stage, monkeypatch):
         aws,
         catalog,
         job_store,
-        secrets_manager,
         snapstart,
-        step_functions,
-        storage,
         usage,
     )
     from image_service import http as service_http
@@ -337,15 +334,11 @@ def probe(stage, monkeypatch):
     read_through_extension = provider_secrets.read
 
     def forget_container_state() -> None:
-        """What a container caches from its environment: AWS clients (job records and usage
-        share one DynamoDB client), settings, the catalog's source, Powertools' parameters."""
+        """What a container caches from its environment: its AWS session and clients (and how
+        the session looks credentials up: SnapStart's hook changes that), settings, the
+        catalog's source, Powertools' parameters."""
+        aws.forget()
         for cache in (
-            aws.session,  # SnapStart's hook changes how it looks credentials up
-            storage.get_s3_client,
-            job_store.get_dynamodb_client,
-            step_functions.get_sfn_client,
-            catalog.get_ssm_client,
-            secrets_manager.get_secretsmanager_client,  # SnapStart's provider key reader
             get_settings,
             catalog.catalog_settings,  # the function's own overlay parameter
             catalog.catalog_source,

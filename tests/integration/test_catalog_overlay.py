@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from image_service import aws
 from image_service import catalog as catalogs
 from image_service.catalog import (
     CatalogSettings,
@@ -64,16 +65,16 @@ class SsmCalls:
 def ssm():
     """moto's SSM, reached through a fresh client of the service's (it caches endpoints)."""
     with mock_aws():
-        catalogs.get_ssm_client.cache_clear()
+        aws.forget()
         yield boto3.client("ssm", region_name="us-east-1")
-        catalogs.get_ssm_client.cache_clear()
+        aws.forget()
 
 
 @pytest.fixture
 def ssm_calls(ssm) -> SsmCalls:
     """The calls the service's SSM client makes to moto, counted (and failed on demand)."""
     calls = SsmCalls()
-    catalogs.get_ssm_client().meta.events.register("before-call.ssm.GetParameter", calls)
+    aws.client("ssm").meta.events.register("before-call.ssm.GetParameter", calls)
     return calls
 
 
@@ -210,7 +211,7 @@ def test_an_unreachable_parameter_store_keeps_the_last_good_catalog(
     # Parameter Store stops answering: nothing listens on the endpoint, one attempt only.
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    catalogs.get_ssm_client.cache_clear()
+    aws.forget()
     clock.advance(MAX_AGE)
     with caplog.at_level(logging.WARNING):
         catalog = source.current()

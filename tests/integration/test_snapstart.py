@@ -30,11 +30,8 @@ from image_common.secret_extension import SecretUnavailable
 from image_service import (
     aws,
     catalog,
-    job_store,
     secrets_manager,
     snapstart,
-    step_functions,
-    storage,
 )
 from image_service import http as service_http
 from image_service.service import ImageService
@@ -59,17 +56,9 @@ CREDENTIALS_PATH = "/2018-06-01/credentials"  # where Lambda's container endpoin
 def forget_container() -> None:
     """A new container: no botocore session, no client, no catalog source yet (moto's state
     stays: it is AWS)."""
-    for cached in (
-        aws.session,
-        job_store.get_dynamodb_client,
-        storage.get_s3_client,
-        step_functions.get_sfn_client,
-        catalog.get_ssm_client,
-        secrets_manager.get_secretsmanager_client,
-        catalog.catalog_settings,
-        catalog.catalog_source,
-    ):
-        cached.cache_clear()
+    aws.forget()
+    catalog.catalog_settings.cache_clear()
+    catalog.catalog_source.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -205,7 +194,7 @@ def test_under_container_credentials_none_are_looked_up_before_the_snapshot_only
             assert endpoint.requests[-1][1]["Authorization"] == "container-auth"
 
             snapstart.after_restore()  # credentials belong to the environment that got them
-            job_store.get_dynamodb_client().describe_table(TableName="test-jobs")
+            aws.client("dynamodb").describe_table(TableName="test-jobs")
             assert endpoint.hits(CREDENTIALS_PATH) == 2
     finally:
         endpoint.close()
@@ -268,7 +257,7 @@ SECRET_TEXT = json.dumps({"api_key": "sk-never-in-a-reason-0123"})
 
 def stubbed_error(code: str):
     def prepare(monkeypatch) -> str:
-        stubber = Stubber(secrets_manager.get_secretsmanager_client())
+        stubber = Stubber(aws.client("secretsmanager"))
         stubber.add_client_error(
             "get_secret_value",
             service_error_code=code,

@@ -14,7 +14,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from image_common.errors import InvalidImage, StorageError
-from image_service import storage
+from image_service import aws
 from image_service.images import ImageBytes
 from image_service.models import parse_request
 from image_service.service import ImageService
@@ -134,10 +134,10 @@ def moto_server(monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://{host}:{port}")
-    storage.get_s3_client.cache_clear()
+    aws.forget()
     boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket=TEST_BUCKET)
     yield
-    storage.get_s3_client.cache_clear()
+    aws.forget()
     server.stop()
 
 

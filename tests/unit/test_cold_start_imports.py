@@ -147,10 +147,10 @@ def test_powertools_event_handler_names_still_resolve_after_the_lean_import():
 AWS_PROBE = """
 import json, sys
 import generation, job_tasks
-from image_service import catalog, job_store, step_functions, storage
-job_store.get_dynamodb_client().list_tables()
-storage.get_s3_client().list_buckets()
-step_functions.get_sfn_client().list_state_machines()
+from image_service import aws, catalog
+aws.client("dynamodb").list_tables()
+aws.client("s3").list_buckets()
+aws.client("stepfunctions").list_state_machines()
 print(json.dumps({"openai": catalog.current_catalog().aliases["openai"],
                   "modules": sorted(sys.modules)}))
 """

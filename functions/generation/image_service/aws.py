@@ -3,9 +3,11 @@
 Not boto3: the service uses no boto3 resource or transfer manager, and importing boto3 costs a
 cold start its own modules (s3transfer, and what that pulls in) on top of botocore's. One
 session: each new session loads botocore's endpoint, partition and retry data again. Every
-function that uses AWS creates its clients here, once per container (each module caches its
-own client); ``AWS_ENDPOINT_URL_<SERVICE>`` still points a client elsewhere (local stack,
-tests, the bench). Importing this module imports no botocore: that happens with the session.
+client the service uses is made here, once per container, with its settings from
+``CLIENT_CONFIG`` (one table, so a new container — ``forget`` — and the SnapStart hook that
+makes them all in advance cannot miss one); ``AWS_ENDPOINT_URL_<SERVICE>`` still points a
+client elsewhere (local stack, tests, the bench). Importing this module imports no botocore:
+that happens with the session.
 """
 
 from __future__ import annotations
@@ -13,6 +15,45 @@ from __future__ import annotations
 import threading
 from functools import cache
 from typing import Any
+
+# Each client's botocore ``Config``, by botocore's service name.
+CLIENT_CONFIG: dict[str, dict[str, Any]] = {
+    # Job records and the usage ledger (one client serves both).
+    "dynamodb": {
+        "connect_timeout": 3,
+        "read_timeout": 5,
+        "retries": {"max_attempts": 4, "mode": "standard"},
+    },
+    "s3": {
+        "signature_version": "s3v4",
+        # The body is not hashed into the signature (S3's UNSIGNED-PAYLOAD, what botocore
+        # does by itself over HTTPS with a checksum): every upload carries its CRC32, which
+        # S3 checks, so hashing a ~2 MB image again would only cost time and memory.
+        "s3": {"payload_signing_enabled": False},
+        "connect_timeout": 5,
+        "read_timeout": 30,
+        "retries": {"max_attempts": 3, "mode": "standard"},
+    },
+    # The deployed job runner: starts one execution per job.
+    "stepfunctions": {
+        "connect_timeout": 3,
+        "read_timeout": 5,
+        "retries": {"max_attempts": 3, "mode": "standard"},
+    },
+    # The catalog overlay's reader.
+    "ssm": {
+        "connect_timeout": 2,
+        "read_timeout": 3,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    },
+    # Provider keys under SnapStart. Short timeouts and one retry, like the overlay's SSM
+    # client: a request waits on this read, and the ``SecretCache`` decides when to try again.
+    "secretsmanager": {
+        "connect_timeout": 2,
+        "read_timeout": 3,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    },
+}
 
 
 @cache
@@ -22,11 +63,19 @@ def session():
     return get_session()
 
 
-def client(service: str, **config: Any):
-    """A new client of ``service`` with botocore ``Config(**config)``; callers cache it."""
+@cache
+def client(service: str):
+    """The container's one client of ``service`` (a key of ``CLIENT_CONFIG``), made on first use."""
     from botocore.config import Config
 
-    return session().create_client(service, config=Config(**config))
+    return session().create_client(service, config=Config(**CLIENT_CONFIG[service]))
+
+
+def forget() -> None:
+    """A new container, as far as AWS goes: no session, no client, no credentials (the
+    session holds them, and how it looks them up); the next ``client`` starts over."""
+    client.cache_clear()
+    session.cache_clear()
 
 
 def failure_name(error: Exception) -> str:

@@ -42,7 +42,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from image_common.metric_names import CATALOG_OVERLAY_REJECTED, CATALOG_OVERLAY_UNREACHABLE
-from image_service.aws import failure_name
+from image_service import aws
 from image_service.registry import (
     SHIPPED_CATALOG,
     Catalog,
@@ -206,29 +206,19 @@ class CatalogSource:
 # --- where the overlay lives ------------------------------------------------------------------
 
 
-@cache
-def get_ssm_client():
-    """One client per container (``image_service.aws``: botocore, no boto3 on the cold path)."""
-    from image_service import aws
-
-    return aws.client(
-        "ssm", connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
-    )
-
-
 def ssm_overlay_reader(name: str) -> OverlayReader:
     """The SSM parameter ``name``, fetched on each call (``CatalogSource`` decides when to
     call); a missing parameter is no overlay. A failure's reason is the AWS error code (e.g.
     ``ThrottlingException``) or the kind of failure (``EndpointConnectionError``)."""
 
     def read() -> str | None:
-        client = get_ssm_client()
+        client = aws.client("ssm")
         try:
             return client.get_parameter(Name=name)["Parameter"]["Value"]
         except client.exceptions.ParameterNotFound:
             return None
         except Exception as error:  # botocore's errors: the code or type, never AWS detail
-            raise OverlayUnreachable(failure_name(error)) from None
+            raise OverlayUnreachable(aws.failure_name(error)) from None
 
     return read
 

@@ -22,12 +22,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from image_common.errors import InvalidRequest, StorageError
+from image_service import aws
 from image_service.job_records import JOB_ID, JobRecord
 
 logger = Logger(child=True)
@@ -59,19 +59,6 @@ TABLE: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 MAX_LIST_LIMIT = 100
-
-
-@cache
-def get_dynamodb_client():
-    """One client per container; ``AWS_ENDPOINT_URL_DYNAMODB`` (botocore's own) points it elsewhere."""
-    from image_service import aws
-
-    return aws.client(
-        "dynamodb",
-        connect_timeout=3,
-        read_timeout=5,
-        retries={"max_attempts": 4, "mode": "standard"},
-    )
 
 
 def create_table(client, name: str) -> None:
@@ -131,7 +118,7 @@ class JobStore:
 
     @property
     def client(self):
-        return self._client or get_dynamodb_client()
+        return self._client or aws.client("dynamodb")
 
     # --- writes ----------------------------------------------------------------------------
 

@@ -9,30 +9,15 @@ shares image_common and must not import botocore.
 
 from __future__ import annotations
 
-from functools import cache
-
 from image_common.secret_extension import SecretUnavailable
 from image_service import aws
-
-
-@cache
-def get_secretsmanager_client():
-    """One client per container (``image_service.aws``); short timeouts and one retry, like
-    the overlay's SSM client: a request waits on this read, and the ``SecretCache`` decides
-    when to try again."""
-    return aws.client(
-        "secretsmanager",
-        connect_timeout=2,
-        read_timeout=3,
-        retries={"max_attempts": 2, "mode": "standard"},
-    )
 
 
 def read_secret_string(secret_id: str) -> str:
     """The secret's ``SecretString``. Any failure is ``SecretUnavailable`` whose reason is the
     AWS error code or the kind of failure — never AWS's message (it names the ARN and the
     account) nor anything of the secret."""
-    client = get_secretsmanager_client()
+    client = aws.client("secretsmanager")
     try:
         answer = client.get_secret_value(SecretId=secret_id)
     except Exception as error:  # botocore's client, endpoint, credential and validation errors

@@ -30,22 +30,11 @@ def before_snapshot() -> None:
     """Create, once, what a first request would otherwise create — holding no data, opening
     no connection — and read provider keys from Secrets Manager from now on."""
     from image_common.credentials import provider_secrets
-    from image_service import (
-        aws,
-        catalog,
-        http,
-        job_store,
-        secrets_manager,
-        step_functions,
-        storage,
-    )
+    from image_service import aws, catalog, http, secrets_manager
 
     aws.look_up_credentials_on_first_use()  # before the first client: none may look them up
-    job_store.get_dynamodb_client()  # job records and usage
-    storage.get_s3_client()
-    step_functions.get_sfn_client()
-    catalog.get_ssm_client()  # the overlay's client; the overlay itself is read on a request
-    secrets_manager.get_secretsmanager_client()
+    for service in aws.CLIENT_CONFIG:  # every client the service uses; no AWS call yet
+        aws.client(service)
     http.get_http_client()  # its SSL context
     catalog.catalog_source()  # the catalog shipped in the code folder; no overlay read
     provider_secrets.read = secrets_manager.read_secret_string

@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from image_common.errors import ProviderError, ProviderNotConfigured
+from image_service import aws
 
 logger = Logger(child=True)
-
-
-@cache
-def get_sfn_client():
-    """One client per container; ``AWS_ENDPOINT_URL_SFN`` (botocore's own) points it elsewhere."""
-    from image_service import aws
-
-    return aws.client(
-        "stepfunctions",
-        connect_timeout=3,
-        read_timeout=5,
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
 
 
 class StepFunctionsJobRunner:
@@ -38,7 +25,7 @@ class StepFunctionsJobRunner:
 
     @property
     def client(self):
-        return self._client or get_sfn_client()
+        return self._client or aws.client("stepfunctions")
 
     def start(self, execution_input: dict[str, Any]) -> None:
         if not self.state_machine_arn:

@@ -16,12 +16,12 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 
 from aws_lambda_powertools import Logger
 
 from image_common.errors import InvalidImage, PayloadTooLarge, StorageError
 from image_common.settings import ServiceSettings
+from image_service import aws
 from image_service.images import ImageBytes, base64_form, image_from_bytes, sniff_mime
 
 logger = Logger(child=True)
@@ -31,24 +31,6 @@ MAX_PARALLEL_UPLOADS = 4
 _ASSET_KEY = re.compile(
     r"^customers/(?P<customer>\d+)/assets/image/[A-Za-z0-9._\-]+\.(png|jpg|jpeg|webp)$"
 )
-
-
-@cache
-def get_s3_client():
-    """One client per container. ``AWS_ENDPOINT_URL_S3`` (botocore's own) points it elsewhere."""
-    from image_service import aws
-
-    return aws.client(
-        "s3",
-        signature_version="s3v4",
-        # The body is not hashed into the signature (S3's UNSIGNED-PAYLOAD, what botocore
-        # does by itself over HTTPS with a checksum): every upload carries its CRC32, which
-        # S3 checks, so hashing a ~2 MB image again would only cost time and memory.
-        s3={"payload_signing_enabled": False},
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
 
 
 def _upload(data: bytes) -> dict[str, object]:
@@ -75,7 +57,7 @@ class ImageStore:
 
     @property
     def client(self):
-        return self._client or get_s3_client()
+        return self._client or aws.client("s3")
 
     @property
     def bucket(self) -> str:

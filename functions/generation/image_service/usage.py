@@ -27,7 +27,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageError
-from image_service.job_store import get_dynamodb_client  # one per container, shared
+from image_service import aws
 from image_service.telemetry import record_cost, record_limit_rejection
 
 logger = Logger(child=True)
@@ -132,7 +132,7 @@ class UsageLedger:
 
     @property
     def client(self):
-        return self._client or get_dynamodb_client()
+        return self._client or aws.client("dynamodb")  # the job records' client
 
     # --- admission ------------------------------------------------------------------------------
 
