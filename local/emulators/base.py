@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -230,10 +231,21 @@ class Emulator:
             def log_message(self, *args: Any) -> None:  # quiet: the stack logs for itself
                 pass
 
-        server = ThreadingHTTPServer((host, port), _Handler)
+        server = _QuietServer((host, port), _Handler)
         server.daemon_threads = True
         self.base_url = f"http://{host}:{server.server_address[1]}"
         threading.Thread(
             target=server.serve_forever, name=f"{self.name}-emulator", daemon=True
         ).start()
         return server
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up before its answer is written (a caller's timeout, a test's
+    deliberately slow provider) is not an error of the emulator: no traceback on stderr, as a
+    real provider's server would not show it to anyone. Any other error is printed as before."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset, aborted
+            return
+        super().handle_error(request, client_address)
