@@ -152,6 +152,16 @@ import generation  # noqa: E402  (after the environment above: it reads its sett
 generation.job_runner = InlineJobs()
 
 
+@pytest.fixture
+def inline_generation(monkeypatch):
+    """The generation handler's module, its jobs run to the end inside the request (whatever
+    an earlier test left as its runner), its service made afresh from the current settings."""
+    monkeypatch.setattr(generation, "job_runner", InlineJobs())
+    generation.image_service.cache_clear()
+    yield generation
+    generation.image_service.cache_clear()
+
+
 def request_body(prompt: str = "A serene mountain landscape at sunset", **image: Any) -> dict:
     return {
         "prompt": prompt,

@@ -20,7 +20,7 @@ from image_common.credentials import (
 from image_common.metric_names import NAMESPACE, PROVIDER_KEY_STALE_SERVED, SERVICE_DIMENSION
 from image_common.provider_identity import PROVIDERS
 from tests.clock import ManualClock
-from tests.conftest import PROVIDER_KEYS, InlineJobs, http_event, request_body
+from tests.conftest import PROVIDER_KEYS, http_event, request_body
 
 EXTENSION_PATH = "/secretsmanager/get"
 
@@ -42,13 +42,8 @@ def openai_key_in_secrets_manager(s3, emulators, secrets_extension, monkeypatch)
 
 
 @pytest.fixture
-def generation(openai_key_in_secrets_manager, monkeypatch):
-    import generation as module
-
-    monkeypatch.setattr(module, "job_runner", InlineJobs())
-    module.image_service.cache_clear()
-    yield module
-    module.image_service.cache_clear()
+def generation(openai_key_in_secrets_manager, inline_generation):
+    return inline_generation
 
 
 def extension_fails(extension) -> None:

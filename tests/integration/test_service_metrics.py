@@ -20,18 +20,12 @@ from image_common.metric_names import (
     SERVICE_DIMENSION,
 )
 from image_service import catalog as catalogs
-from tests.conftest import InlineJobs, request_body
+from tests.conftest import request_body
 
 
 @pytest.fixture
-def generation(s3, emulators, monkeypatch):
-    """The handler, its jobs run to the end inside the request (whatever an earlier test left)."""
-    import generation as module
-
-    monkeypatch.setattr(module, "job_runner", InlineJobs())
-    module.image_service.cache_clear()
-    yield module
-    module.image_service.cache_clear()
+def generation(s3, emulators, inline_generation):
+    return inline_generation
 
 
 def emf_counts(text: str) -> dict[tuple[str, tuple], float]:

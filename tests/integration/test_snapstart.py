@@ -38,7 +38,6 @@ from image_service.service import ImageService
 from image_service.storage import ImageStore
 from tests.conftest import (
     PROVIDER_KEYS,
-    InlineJobs,
     LocalServer,
     RecordingJobRunner,
     http_event,
@@ -217,13 +216,8 @@ def test_after_before_snapshot_the_run_step_reads_the_key_from_secrets_manager(
 
 
 @pytest.fixture
-def generation(s3, emulators, monkeypatch):
-    import generation as module
-
-    monkeypatch.setattr(module, "job_runner", InlineJobs())
-    module.image_service.cache_clear()
-    yield module
-    module.image_service.cache_clear()
+def generation(s3, emulators, inline_generation):
+    return inline_generation
 
 
 def test_a_missing_secret_is_the_credentials_502_naming_no_arn_in_the_answer_or_the_log(
