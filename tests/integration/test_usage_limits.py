@@ -12,7 +12,13 @@ from moto import mock_aws
 from image_common.errors import BudgetExceeded, CustomerRateLimited, StorageError
 from image_service.service import ImageService
 from image_service.storage import ImageStore
-from image_service.usage import Limits, UsageLedger, create_table
+from image_service.usage import (
+    CONFLICT_PAUSE_SECONDS,
+    TRANSACTION_ATTEMPTS,
+    Limits,
+    UsageLedger,
+    create_table,
+)
 from local.job_runner import LocalJobRunner
 from tests.clock import ManualClock
 from tests.conftest import answer_of, pipeline_for, request_body
@@ -249,3 +255,119 @@ def test_a_customer_below_the_models_estimate_is_refused_before_the_provider_is_
     assert emulators[provider].requests == []
     day = service.usage.usage(123)["day"]
     assert (day["reserved_usd"], day["remaining_usd"], day["charges"]) == (0, 0.04, 1)
+
+
+# --- transactions DynamoDB cancels for another reason than a limit ---------------------------------
+
+
+class CancellingClient:
+    """The real (moto) client, but its next transactions are cancelled with these reasons, as
+    DynamoDB cancels them: ``TransactionConflict`` when another transaction was writing one of
+    the same items at that moment (a customer's day and month items, under concurrent requests)."""
+
+    def __init__(self, client, *cancellations: list[str]) -> None:
+        self._client, self._cancellations = client, list(cancellations)
+        self.attempts = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs):
+        self.attempts += 1
+        if self._cancellations:
+            codes = self._cancellations.pop(0)
+            raise self._client.exceptions.TransactionCanceledException(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": [{"Code": code} for code in codes],
+                },
+                "TransactWriteItems",
+            )
+        return self._client.transact_write_items(**kwargs)
+
+
+CONFLICT_ON_DAY = ["TransactionConflict", "None", "None"]
+
+
+@pytest.fixture
+def pauses():
+    return []
+
+
+def ledger_with(dynamodb, clock, pauses, *cancellations) -> tuple[UsageLedger, CancellingClient]:
+    client = CancellingClient(dynamodb, *cancellations)
+    return UsageLedger(TABLE, DEFAULTS, client=client, clock=clock, sleep=pauses.append), client
+
+
+def test_a_reservation_that_met_a_concurrent_one_is_tried_again_and_reserved(
+    dynamodb, clock, pauses
+):
+    ledger, client = ledger_with(dynamodb, clock, pauses, CONFLICT_ON_DAY, CONFLICT_ON_DAY)
+    admit(ledger, estimate=0.4)
+    assert client.attempts == 3 and len(pauses) == 2
+    assert 0 < pauses[0] < pauses[1] <= 4 * CONFLICT_PAUSE_SECONDS  # short, and backing off
+    assert ledger.usage(7)["day"]["reserved_usd"] == 0.4
+
+
+def test_a_reservation_that_keeps_conflicting_is_a_502_that_charged_nothing_not_a_budget_refusal(
+    dynamodb, clock, pauses
+):
+    conflicts = [CONFLICT_ON_DAY] * TRANSACTION_ATTEMPTS
+    ledger, client = ledger_with(dynamodb, clock, pauses, *conflicts)
+    with pytest.raises(StorageError) as failed:
+        admit(ledger)
+    assert client.attempts == TRANSACTION_ATTEMPTS
+    assert failed.value.status == 502 and "nothing was charged" in failed.value.message
+    assert ledger.usage(7)["day"]["reserved_usd"] == 0
+
+
+@pytest.mark.parametrize(
+    "reasons", [["None", "None", "ConditionalCheckFailed"], ["ValidationError", "None", "None"], []]
+)
+def test_a_reservation_cancelled_for_another_reason_than_a_budget_is_a_502_not_a_budget_refusal(
+    dynamodb, clock, pauses, reasons
+):
+    ledger, client = ledger_with(dynamodb, clock, pauses, reasons)
+    with pytest.raises(StorageError):
+        admit(ledger)
+    assert client.attempts == 1 and pauses == []  # only a conflict is worth trying again
+
+
+@pytest.mark.parametrize(
+    ("reasons", "window"),
+    [
+        (["ConditionalCheckFailed", "None", "None"], "daily"),
+        (["None", "ConditionalCheckFailed", "None"], "monthly"),
+    ],
+)
+def test_a_budget_condition_that_failed_is_still_that_budget_refused(
+    dynamodb, clock, pauses, reasons, window
+):
+    ledger, _ = ledger_with(dynamodb, clock, pauses, reasons)
+    with pytest.raises(BudgetExceeded, match=f"the {window} budget"):
+        admit(ledger)
+
+
+def test_a_settlement_that_met_a_concurrent_transaction_is_tried_again_and_settled(
+    dynamodb, clock, pauses
+):
+    ledger, client = ledger_with(dynamodb, clock, pauses)
+    charge = admit(ledger, estimate=0.5)
+    client._cancellations = [["None", "TransactionConflict", "None"]]
+    ledger.settle(charge, 0.25)
+    day = ledger.usage(7)["day"]
+    assert (day["spent_usd"], day["reserved_usd"]) == (0.25, 0)
+    assert len(pauses) == 1
+
+
+def test_a_settlement_that_keeps_conflicting_is_logged_as_not_settled_not_as_already_settled(
+    dynamodb, clock, pauses, caplog
+):
+    ledger, client = ledger_with(dynamodb, clock, pauses)
+    charge = admit(ledger, estimate=0.5)
+    client._cancellations = [["None", "TransactionConflict", "None"]] * TRANSACTION_ATTEMPTS
+    with caplog.at_level("INFO"):
+        ledger.settle(charge, 0.25)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "charge not settled" in messages and "charge already settled" not in messages
+    assert ledger.usage(7)["charges"][0]["status"] == "reserved"  # ages out with the day

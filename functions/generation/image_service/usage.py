@@ -18,6 +18,8 @@ Items of the usage table (``pk`` = ``customer#{id}``, ``sk`` below; ``expires_at
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +39,11 @@ DAY_TTL = timedelta(days=40)
 MONTH_TTL = timedelta(days=400)
 CHARGE_TTL = timedelta(days=90)
 USAGE_CHARGES_SHOWN = 20
+# DynamoDB cancels a transaction that meets another one writing the same item at that moment
+# (reason ``TransactionConflict``), and every request of a customer writes its day and month
+# items: such a transaction is tried again, after a short jittered pause, this many times in all.
+TRANSACTION_ATTEMPTS = 4
+CONFLICT_PAUSE_SECONDS = 0.02  # doubled after each conflict
 RESERVED, SETTLED, RELEASED = "reserved", "settled", "released"
 
 
@@ -124,11 +131,13 @@ class UsageLedger:
         *,
         client: Any = None,
         clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.table = table
         self.defaults = defaults
         self._client = client
         self.clock = clock
+        self.sleep = sleep
 
     @property
     def client(self):
@@ -241,25 +250,23 @@ class UsageLedger:
             "created_at": {"S": _iso(now)},
             "expires_at": _n(_epoch(now + CHARGE_TTL)),
         }
+        put_charge = {
+            "Put": {
+                "TableName": self.table,
+                "Item": charge_item,
+                "ConditionExpression": "attribute_not_exists(sk)",
+            }
+        }
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    *updates,
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": charge_item,
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                        }
-                    },
-                ]
-            )
-        except self.client.exceptions.TransactionCanceledException as error:
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            window = "month" if reasons[:2] == ["None", "ConditionalCheckFailed"] else "day"
-            raise self._budget_exceeded(window, budgets[window], now) from None
+            cancelled = self._write_transaction([*updates, put_charge])
         except Exception as error:
             raise _unavailable(error) from None
+        if cancelled:  # the reasons, item by item: day, month, charge
+            for index, window in enumerate(("day", "month")):
+                if cancelled[index : index + 1] == ["ConditionalCheckFailed"]:
+                    raise self._budget_exceeded(window, budgets[window], now)
+            logger.error("usage reservation cancelled", extra={"reasons": cancelled})
+            raise StorageError("Usage limits could not be checked; nothing was charged.")
         return Charge(customer_id, charge_id, sort_key, day, month, estimate, provider)
 
     def _budget_exceeded(self, window: str, budget: float, now: datetime) -> BudgetExceeded:
@@ -315,18 +322,40 @@ class UsageLedger:
             for sort_key in (f"day#{charge.day}", f"month#{charge.month}")
         ]
         try:
-            self.client.transact_write_items(TransactItems=[{"Update": charge_update}, *windows])
-        except self.client.exceptions.TransactionCanceledException:
-            logger.info("charge already settled", extra={"charge_id": charge.charge_id})
-            return
+            cancelled = self._write_transaction([{"Update": charge_update}, *windows])
         except Exception as error:
             logger.error(
                 "charge not settled",
                 extra={"charge_id": charge.charge_id, "error_class": type(error).__name__},
             )
             return
+        if cancelled and cancelled[0] == "ConditionalCheckFailed":  # no longer reserved
+            logger.info("charge already settled", extra={"charge_id": charge.charge_id})
+            return
+        if cancelled:
+            logger.error(
+                "charge not settled", extra={"charge_id": charge.charge_id, "reasons": cancelled}
+            )
+            return
         if actual > 0:
             record_cost(charge.provider, actual)
+
+    def _write_transaction(self, items: list[dict[str, Any]]) -> list[str]:
+        """Write ``items`` as one transaction: ``[]`` when it is written, else the reason
+        DynamoDB cancelled it for, item by item (``"None"`` for an item that was not the
+        cause). A conflict with another transaction on the same item is tried again."""
+        attempts = 0
+        while True:
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return []
+            except self.client.exceptions.TransactionCanceledException as error:
+                reasons = error.response.get("CancellationReasons") or []
+                codes = [str(reason.get("Code") or "None") for reason in reasons] or ["Unknown"]
+            attempts += 1
+            if "TransactionConflict" not in codes or attempts == TRANSACTION_ATTEMPTS:
+                return codes
+            self.sleep(random.uniform(0.5, 1.0) * CONFLICT_PAUSE_SECONDS * 2 ** (attempts - 1))
 
     # --- what the customer sees -----------------------------------------------------------------
 
