@@ -550,7 +550,7 @@ class ServiceFunctions(Construct):
         """The Parameters and Secrets extension, for every function that reads a secret: it
         serves the secret over localhost, so the function needs no boto3 to read it."""
         reads_jwt_secret = spec.reads_jwt_secret and self._settings.jwt.mode == "secret"
-        if not (spec.reads_provider_keys or reads_jwt_secret):
+        if not (spec.reads_provider_keys or reads_jwt_secret or spec.reads_webhook_secret):
             return None
         return lambda_.ParamsAndSecretsLayerVersion.from_version(
             PARAMS_AND_SECRETS_VERSION,

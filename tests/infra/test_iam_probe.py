@@ -8,7 +8,7 @@ Recording: a botocore ``before-parameter-build`` hook on every client created du
 signer's); an ``after-call`` hook turns a ``NoSuchKey`` into the ``s3:ListBucket`` on that key
 S3 requires to answer 404 rather than 403; a DynamoDB transaction counts as each of its items'
 actions (that is how IAM authorises it); secrets read through the Lambda extension (the JWT
-secret, provider keys) are recorded by a stand-in extension on localhost. A function with
+secret, provider keys, the webhook signing secret) are recorded by a stand-in extension on localhost. A function with
 SnapStart on in the template runs as restored: its before-snapshot and after-restore hooks first,
 no session token, the extension refusing it — its provider keys come from Secrets Manager through
 botocore, recorded like any call. CloudWatch Logs and X-Ray grants are the runtime's, not the
@@ -330,6 +330,7 @@ def probe(stage, monkeypatch):
         usage,
     )
     from image_service import http as service_http
+    from image_service.webhooks import webhook_secrets
 
     read_through_extension = provider_secrets.read
 
@@ -348,6 +349,7 @@ def probe(stage, monkeypatch):
         parameters.clear_caches()
         provider_secrets.read = read_through_extension  # SnapStart's hook switches it
         provider_secrets.clear()
+        webhook_secrets.clear()
 
     recorder = Recorder()
     create_client = botocore.session.Session.create_client
@@ -388,9 +390,11 @@ def probe(stage, monkeypatch):
         jwt_arn = secrets_client.create_secret(Name="probe/jwt", SecretString=JWT_SECRET)["ARN"]
         values[(logical(stack.node.find_child("Secrets").jwt_secret), "Ref")] = jwt_arn
         secret_values[jwt_arn] = JWT_SECRET
+        webhook_value = json.dumps({"WEBHOOK_SECRET": WEBHOOK_KEY})
         webhook_arn = secrets_client.create_secret(
-            Name="probe/webhook", SecretString=json.dumps({"WEBHOOK_SECRET": WEBHOOK_KEY})
-        )["ARN"]  # read with boto3 (Powertools), not through the extension
+            Name="probe/webhook", SecretString=webhook_value
+        )["ARN"]
+        secret_values[webhook_arn] = webhook_value  # the notify function's, through the extension
         values[(logical(stack.node.find_child("Secrets").webhook_secret), "Ref")] = webhook_arn
         machine = boto3.client("stepfunctions", region_name=region).create_state_machine(
             name="probe-jobs",
@@ -681,6 +685,11 @@ def test_each_job_task_calls_exactly_what_it_is_granted(stage, probe, webhooks):
     assert _delivered(webhooks, "/flux")["type"] == "image.job.succeeded"
     assert _delivered(webhooks, "/failed")["type"] == "image.job.failed"
     assert len(webhooks.deliveries) == 4
+    # notify's one read of its secret, through the stand-in extension (each invocation is a
+    # cold start here), and no Secrets Manager client of its own
+    reads = [c for c in tasks.calls["notify"] if c.action == "secretsmanager:GetSecretValue"]
+    assert len(reads) == 4
+    assert all(c.resource.split(":secret:")[1].startswith("probe/webhook-") for c in reads)
 
     for step in TASKS:
         compare(stage, f"job_tasks.{step}", resolve, tasks.calls[step])

@@ -172,12 +172,14 @@ def _has_secrets_extension(props: dict) -> bool:
     )
 
 
-def test_every_function_given_a_provider_key_reads_it_through_the_extension(synthesized):
+def test_every_function_given_a_secret_reads_it_through_the_extension(synthesized):
     given_keys = set()
     for handler, props in _functions(synthesized).items():
         env = props.get("Environment", {}).get("Variables", {})
         has_extension = _has_secrets_extension(props)
-        reads_key = any(name.endswith("_API_KEY_SECRET_ARN") for name in env)
+        reads_key = any(
+            name.endswith("_API_KEY_SECRET_ARN") or name == "WEBHOOK_SECRET_ARN" for name in env
+        )
         if handler == "authorizer.handler":
             continue  # its own test: the extension in secret mode only
         assert has_extension == reads_key, handler  # no extension where no secret is read
@@ -185,7 +187,17 @@ def test_every_function_given_a_provider_key_reads_it_through_the_extension(synt
             given_keys.add(handler)
             assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
             assert "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" in env
-    assert {"job_tasks.run", "job_tasks.poll"} <= given_keys
+    assert {"job_tasks.run", "job_tasks.poll", "job_tasks.notify"} <= given_keys
+
+
+def test_the_notify_function_reads_only_the_webhook_secret_through_the_extension(synthesized):
+    props = _functions(synthesized)["job_tasks.notify"]
+    env = props["Environment"]["Variables"]
+    secret = synthesized.logical_id(synthesized.stack.node.find_child("Secrets").webhook_secret)
+    assert _has_secrets_extension(props)
+    assert env["PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED"] == "true"
+    assert env["WEBHOOK_SECRET_ARN"] == {"Ref": secret}
+    assert not any(name.endswith("_API_KEY_SECRET_ARN") for name in env)  # no provider key
 
 
 def test_service_functions_know_the_bucket_and_url_mode(dev, prod):

@@ -4,8 +4,6 @@ fails; the delivery state on the job record; and the guard and secret handling a
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from standardwebhooks import Webhook
 
@@ -174,22 +172,3 @@ def test_the_secret_is_read_as_whsec_or_as_the_stacks_generated_json(value, secr
 def test_an_empty_secret_is_a_typed_error(value):
     with pytest.raises(ProviderError):
         secret_from_value(value)
-
-
-def test_the_secret_from_secrets_manager_signs_deliveries(
-    s3, emulators, settings, receiver, monkeypatch
-):
-    from aws_lambda_powertools.utilities import parameters
-
-    key = "c2VjcmV0LWZyb20tc2VjcmV0cy1tYW5hZ2Vy"
-    monkeypatch.setattr(
-        parameters, "get_secret", lambda arn, **_: json.dumps({"WEBHOOK_SECRET": key})
-    )
-    aws = settings.model_copy(
-        update={"webhook_secret": None, "webhook_secret_arn": "arn:aws:secretsmanager:x",
-                "trusted_callback_origins": receiver.origin}
-    )  # fmt: skip
-    run_job(aws, "A lighthouse", receiver.url())
-    assert Webhook("whsec_" + key).verify(
-        receiver.deliveries[0].body, receiver.deliveries[0].headers
-    )

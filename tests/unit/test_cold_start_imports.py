@@ -185,3 +185,36 @@ def test_the_job_paths_aws_clients_and_the_catalog_overlay_need_no_boto3():
     modules = set(answer["modules"])
     assert "botocore.client" in modules
     assert not {"boto3", "s3transfer", "aws_lambda_powertools.utilities.parameters"} & modules
+
+
+WEBHOOK_PROBE = """
+import json, os, sys
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Probe")
+from image_common.settings import ServiceSettings
+from image_service.webhooks import WebhookSender
+settings = ServiceSettings(image_bucket="probe-bucket", webhook_secret_arn=os.environ["ARN"])
+print(json.dumps({"secret": WebhookSender(settings)._secret(), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_notify_step_reads_the_webhook_secret_through_the_extension_without_boto3():
+    extension = LocalServer()
+    secret = json.dumps({"WEBHOOK_SECRET": "cHJvYmUtd2ViaG9vay1rZXktMDEyMzQ1"})
+    extension.answer("/secretsmanager/get", body={"SecretString": secret})
+    env = {"PYTHONPATH": f"{ROOT / 'functions/generation'}:{ROOT / 'layers/common/python'}",
+           "PATH": "/usr/bin:/bin", "AWS_SESSION_TOKEN": "probe-session-token",
+           "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(extension.port),
+           "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:webhook-AbCdEf"}  # fmt: skip
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", WEBHOOK_PROBE], env=env, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+    finally:
+        extension.close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["secret"] == "whsec_cHJvYmUtd2ViaG9vay1rZXktMDEyMzQ1"
+    assert extension.hits("/secretsmanager/get") == 1
+    modules = set(answer["modules"])
+    assert not {"boto3", "botocore.client", "aws_lambda_powertools.utilities.parameters"} & modules

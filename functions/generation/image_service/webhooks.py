@@ -5,8 +5,10 @@ A job with a ``callback_url`` gets one POST when it ends: ``{"type": "image.job.
 ``standardwebhooks`` package (headers ``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``). The ``webhook-id`` is the same on every retry of one job's message, so a
 receiver can drop duplicates. The secret (``whsec_…``) is ``WEBHOOK_SECRET`` locally and a
-Secrets Manager secret in AWS (``WEBHOOK_SECRET_ARN``), read once per container through
-Powertools' cache.
+Secrets Manager secret in AWS (``WEBHOOK_SECRET_ARN``), read as the provider keys are: through
+the Parameters and Secrets extension (no boto3 for it), on ``SecretCache``'s schedule — kept
+for its max age, and after a failed read not read again before the retry interval, so an
+outage or throttling costs a container one read per interval, not one per notify invocation.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from functools import cache
 from typing import Any
 
 import httpx
-from aws_lambda_powertools import Logger
 
+from image_common.credentials import SecretCache
 from image_common.errors import InvalidImage, InvalidRequest, ProviderError
+from image_common.secret_extension import SecretUnavailable, read_secret_from_environment
 from image_common.settings import ServiceSettings, url_origin
 from image_service.http import check_public_url, new_http_client, request_timeout
-
-logger = Logger(child=True)
 
 EVENT_SUCCEEDED = "image.job.succeeded"
 EVENT_FAILED = "image.job.failed"
 DELIVERY_TIMEOUT_SECONDS = 10.0
 MAX_CALLBACK_URL_CHARS = 2048
-SECRET_MAX_AGE_SECONDS = 3600
+SECRET_KEY = "WEBHOOK_SECRET"  # the key of the secret's JSON, as the stack generates it
+UNREADABLE = "The webhook secret could not be read."
 
 
 def check_callback_url(url: str, settings: ServiceSettings) -> None:
@@ -113,14 +115,24 @@ class WebhookSender:
         arn = self.settings.webhook_secret_arn
         if not arn:
             raise ProviderError("Webhooks are not configured on this service.")
-        from aws_lambda_powertools.utilities import parameters
-
         try:
-            value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
-        except Exception as error:
-            logger.error("webhook secret unreadable", extra={"error_class": type(error).__name__})
-            raise ProviderError("The webhook secret could not be read.") from None
-        return secret_from_value(value)
+            return webhook_secrets.get(arn)[SECRET_KEY]
+        except ProviderError:  # the cache logged the reason, once per read
+            raise ProviderError(UNREADABLE) from None
+
+
+def read_webhook_secret(arn: str) -> str:
+    """The secret through the extension, as the JSON object the cache keeps (``{"WEBHOOK_SECRET":
+    "whsec_…"}``); a value of neither known shape is a failed read, retried on the schedule."""
+    try:
+        secret = secret_from_value(read_secret_from_environment(arn))
+    except ProviderError as unusable:
+        raise SecretUnavailable(unusable.message) from None
+    return json.dumps({SECRET_KEY: secret})
+
+
+# Its own schedule, the provider keys' constants. Once per container.
+webhook_secrets = SecretCache(read_webhook_secret, name="webhook secret")
 
 
 def secret_from_value(value: Any) -> str:
@@ -130,7 +142,7 @@ def secret_from_value(value: Any) -> str:
         value = value.decode("utf-8", "replace")
     if isinstance(value, str) and value.lstrip().startswith("{"):
         try:
-            value = json.loads(value).get("WEBHOOK_SECRET")
+            value = json.loads(value).get(SECRET_KEY)
         except (ValueError, AttributeError):
             value = None
     if not isinstance(value, str) or not value.strip():

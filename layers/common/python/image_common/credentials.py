@@ -82,7 +82,8 @@ class SecretCache:
     is the clock; tests move it). Until the retry, a request is served the last good document
     if it is at most ``stale_grace_seconds`` past its max age, else fails fast with the failed
     read's error — no read; each request served from that grace calls ``record_stale``.
-    Parallel provider calls of one request share one read (a lock)."""
+    Parallel provider calls of one request share one read (a lock). ``name`` is what its log
+    lines call the secret (the webhook signing secret has its own cache)."""
 
     def __init__(
         self,
@@ -93,8 +94,10 @@ class SecretCache:
         stale_grace_seconds: float = SECRET_STALE_GRACE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         record_stale: Callable[[], None] = lambda: None,
+        name: str = "provider secret",
     ) -> None:
         self.read = read
+        self.name = name
         self.record_stale = record_stale
         self.max_age, self.retry, self.grace = max_age_seconds, retry_seconds, stale_grace_seconds
         self.monotonic = monotonic
@@ -115,11 +118,9 @@ class SecretCache:
                 held.failure = failed.message
                 extra = {"reason": failed.reason, "retry_in_seconds": self.retry}
                 if held.document is not None and now < held.good_until:
-                    logger.warning(
-                        "provider secret unreadable; the last good key stays", extra=extra
-                    )
+                    logger.warning(f"{self.name} unreadable; the last good key stays", extra=extra)
                 else:
-                    logger.error("provider secret unreadable", extra=extra)
+                    logger.error(f"{self.name} unreadable", extra=extra)
                 return self._served(held, now)
             held.document, held.failure = document, ""
             held.good_until = now + self.max_age + self.grace
