@@ -59,6 +59,7 @@ from local.emulators import (  # noqa: E402
     served_base_url,
 )
 from local.job_runner import LocalJobRunner  # noqa: E402
+from tests.webhook_receiver import WebhookReceiver  # noqa: E402
 
 # Only the in-process emulators' origins skip the URL guard (their result URLs are fetched);
 # every other URL goes through it as in AWS. Set before any test reads the settings.
@@ -150,6 +151,14 @@ class InlineJobs:
 import generation  # noqa: E402  (after the environment above: it reads its settings at import)
 
 generation.job_runner = InlineJobs()
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback (plain HTTP), recording each delivery."""
+    running = WebhookReceiver().start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

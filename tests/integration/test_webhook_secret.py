@@ -23,18 +23,10 @@ from image_service.storage import ImageStore
 from image_service.webhooks import UNREADABLE, webhook_secrets
 from tests.clock import ManualClock
 from tests.conftest import RecordingJobRunner, request_body
-from tests.webhook_receiver import WebhookReceiver
 
 EXTENSION_PATH = "/secretsmanager/get"
 FIRST_KEY = "Zmlyc3Qtd2ViaG9vay1rZXktMDEyMzQ1"  # as the stack generates: base64, no prefix
 ROTATED_KEY = "cm90YXRlZC13ZWJob29rLWtleS0wMTIz"
-
-
-@pytest.fixture
-def receiver():
-    running = WebhookReceiver().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

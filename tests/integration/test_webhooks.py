@@ -14,16 +14,8 @@ from image_service.service import Caller
 from image_service.webhooks import check_callback_url, secret_from_value
 from local.job_runner import LocalJobRunner
 from tests.conftest import inline_service, pipeline_for, request_body
-from tests.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5"  # the tests' WEBHOOK_SECRET
-
-
-@pytest.fixture
-def receiver():
-    running = WebhookReceiver().start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
