@@ -3,6 +3,9 @@ service per container, and ``forget`` as a new container. Offline: making a clie
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from image_service import aws
@@ -74,3 +77,29 @@ def test_forget_is_a_new_container_session_clients_and_how_credentials_are_looke
     assert aws.client("ssm") is not old_client
     assert not isinstance(aws.session().get_component("credential_provider"), lookup)
     assert aws.client("ssm").meta.config.read_timeout == 3  # still from the table
+
+
+def test_threads_asking_for_a_new_client_at_once_get_one_client_made_once(monkeypatch):
+    """A request's parallel uploads ask for the S3 client together on a new container."""
+    made = []
+    create_client = type(aws.session()).create_client
+    both_asking = threading.Barrier(2)
+
+    def slow_create_client(self, service, **kwargs):
+        made.append(service)
+        time.sleep(0.05)  # long enough for the other thread to ask in the meantime
+        return create_client(self, service, **kwargs)
+
+    monkeypatch.setattr(type(aws.session()), "create_client", slow_create_client)
+    got = []
+
+    def ask():
+        both_asking.wait()
+        got.append(aws.client("s3"))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["s3"] and got[0] is got[1]

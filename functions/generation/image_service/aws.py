@@ -63,19 +63,30 @@ def session():
     return get_session()
 
 
-@cache
+_clients: dict[str, Any] = {}
+# A request's threads (parallel uploads of n images) may ask for a client first at the same
+# moment; a botocore session is not safe to make clients from in parallel, and two would be made.
+_clients_lock = threading.Lock()
+
+
 def client(service: str):
     """The container's one client of ``service`` (a key of ``CLIENT_CONFIG``), made on first use."""
-    from botocore.config import Config
+    with _clients_lock:
+        made = _clients.get(service)
+        if made is None:
+            from botocore.config import Config
 
-    return session().create_client(service, config=Config(**CLIENT_CONFIG[service]))
+            config = Config(**CLIENT_CONFIG[service])
+            made = _clients[service] = session().create_client(service, config=config)
+        return made
 
 
 def forget() -> None:
     """A new container, as far as AWS goes: no session, no client, no credentials (the
     session holds them, and how it looks them up); the next ``client`` starts over."""
-    client.cache_clear()
-    session.cache_clear()
+    with _clients_lock:
+        _clients.clear()
+        session.cache_clear()
 
 
 def failure_name(error: Exception) -> str:
